@@ -1,0 +1,1 @@
+"""minidit: an annotated re-implementation of DiT (Peebles & Xie, ICCV 2023)."""
