@@ -1,0 +1,87 @@
+"""Data sets for minidit: one entry point, :func:`get_dataset`, for every source of images.
+
+========== ====================================================== ==========================
+name       what                                                    needs
+========== ====================================================== ==========================
+digits     sklearn's 8x8 handwritten digits, (1, 8, 8), 10 classes nothing (bundled)
+shapes     procedural coloured shapes, (3, 32, 32), 10 classes     nothing (generated)
+imagefolder ImageNet layout ``root/<class>/<image>``, ADM crop     your images
+cifar10    the python pickle batches                               a local copy (or download)
+mnist      the IDX files                                           a local copy (or download)
+latents    latents pre-extracted by ``python -m minidit.extract``  an extraction folder
+========== ====================================================== ==========================
+
+Every data set yields ``(x, y)``: ``x`` float32 ``(C, H, W)`` in ``[-1, 1]`` (for ``latents``:
+the scaled VAE latent), ``y`` an int64 class id; and has ``num_classes``, ``channels``,
+``image_size`` and ``class_names``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .base import ImageDataset, resize_square, to_minus_one_one
+from .digits import Digits
+from .shapes import CLASS_NAMES as SHAPE_CLASS_NAMES
+from .shapes import Shapes
+
+
+def _split(train: bool, kw: dict) -> str:
+    split = kw.pop("split", None)
+    if split is None:
+        return "train" if train else "test"
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split={split!r}: use 'train', 'test' or 'all'")
+    return split
+
+
+def _no_extra(name: str, kw: dict) -> None:
+    if kw:
+        raise TypeError(f"get_dataset({name!r}) got unexpected options {sorted(kw)}")
+
+
+def _digits(root, train, image_size, flip, num_samples, seed, download, kw):
+    split = _split(train, kw)
+    _no_extra("digits", kw)
+    return Digits(split=split, image_size=image_size, flip=flip, num_samples=num_samples)
+
+
+def _shapes(root, train, image_size, flip, num_samples, seed, download, kw):
+    _no_extra("shapes", kw)
+    return Shapes(num_samples=10_000 if num_samples is None else num_samples,
+                  image_size=image_size or 32, seed=seed, train=train, flip=flip)
+
+
+# name -> builder(root, train, image_size, flip, num_samples, seed, download, kw)
+DATASETS: dict[str, Callable] = {
+    "digits": _digits,
+    "shapes": _shapes,
+}
+
+
+def get_dataset(name: str, root=None, train: bool = True, image_size: int | None = None,
+                flip: bool = False, num_samples: int | None = None, seed: int = 0,
+                download: bool = False, **kw) -> ImageDataset:
+    """Build the data set ``name`` (one of :data:`DATASETS`).
+
+    Args:
+        name: "digits", "shapes", "imagefolder", "cifar10", "mnist" or "latents".
+        root: where the files are (imagefolder, cifar10, mnist, latents); unused otherwise.
+        train: the training split (True) or the held-out split (False). ``split="all"`` is also
+            accepted by the data sets that have fixed splits (digits, cifar10, mnist).
+        image_size: output side length; ``None`` means the data set's natural size
+            (digits 8, shapes 32, cifar10 32, mnist 28, imagefolder 256 as in the paper).
+        flip: random horizontal flips (probability 1/2 per access), as in the official DiT
+            training code.
+        num_samples: keep only the first ``num_samples`` (shapes: how many to generate, default
+            10,000).
+        seed: the generator seed of procedural data (shapes).
+        download: allow fetching cifar10/mnist from the internet (off by default).
+    """
+    key = name.lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[key](root, train, image_size, flip, num_samples, seed, download, dict(kw))
+
+
+__all__ = ["get_dataset", "DATASETS", "ImageDataset", "Digits", "Shapes", "SHAPE_CLASS_NAMES",
+           "to_minus_one_one", "resize_square"]

@@ -1,0 +1,103 @@
+"""The offline data sets: digits (sklearn) and shapes (procedural)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from minidit.data import DATASETS, get_dataset
+
+
+def test_registry_names():
+    for name in ("digits", "shapes"):
+        assert name in DATASETS
+    with pytest.raises(ValueError, match="unknown data set"):
+        get_dataset("imagenet-but-misspelled")
+
+
+def test_digits_shape_range_count_classes():
+    from sklearn.datasets import load_digits
+    train, test, full = get_dataset("digits"), get_dataset("digits", train=False), get_dataset("digits", split="all")
+    assert len(full) == 1797
+    assert len(train) == 1438 and len(test) == 359          # round(0.8 * 1797) = 1438
+    assert (train.num_classes, train.channels, train.image_size) == (10, 1, 8)
+    assert train.class_names == [str(i) for i in range(10)]
+    x, y = train[0]
+    assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    xs = torch.stack([full[i][0] for i in range(len(full))])
+    assert xs.min() == -1.0 and xs.max() == 1.0             # pixel 0 -> -1, pixel 16 -> +1
+    # the split is a partition of the 1,797 images, and the pixels are sklearn's, rescaled
+    raw = load_digits()
+    expected = torch.from_numpy(raw.images[0]).float() / 8 - 1
+    assert torch.equal(full[0][0][0], expected) and int(full[0][1]) == raw.target[0]
+    ys = torch.stack([train[i][1] for i in range(len(train))] + [test[i][1] for i in range(len(test))])
+    assert torch.equal(torch.bincount(ys, minlength=10), torch.from_numpy(np.bincount(raw.target)))
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    from minidit.data.digits import digits_split_indices
+    a, b = digits_split_indices("train"), digits_split_indices("test")
+    assert len(set(a) & set(b)) == 0 and len(a) + len(b) == 1797
+    assert np.array_equal(a, digits_split_indices("train"))
+
+
+def test_digits_resize_and_num_samples():
+    d = get_dataset("digits", image_size=16, num_samples=10)
+    assert len(d) == 10 and d[3][0].shape == (1, 16, 16) and d.image_size == 16
+    assert d[3][0].min() >= -1 and d[3][0].max() <= 1
+
+
+def test_shapes_determinism_and_purity():
+    a = get_dataset("shapes", num_samples=50, seed=3)
+    b = get_dataset("shapes", num_samples=5000, seed=3)
+    for i in (0, 7, 49):
+        xa, ya = a[i]
+        xb, yb = b[i]
+        assert torch.equal(xa, xb) and ya == yb           # index i does not depend on num_samples
+    c = get_dataset("shapes", num_samples=50, seed=4)
+    assert not torch.equal(a[0][0], c[0][0])              # another seed, another image
+    t = get_dataset("shapes", num_samples=50, seed=3, train=False)
+    assert not torch.equal(a[0][0], t[0][0])              # the test split is a different stream
+    xs, ys = a.batch(range(50))                           # the batched path draws the same images
+    assert torch.equal(xs[7], a[7][0]) and ys[7] == a[7][1]
+
+
+def test_shapes_classes_balance_range():
+    d = get_dataset("shapes", num_samples=203)
+    assert (d.num_classes, d.channels, d.image_size) == (10, 3, 32) and len(d.class_names) == 10
+    xs, ys = d.batch(range(len(d)))
+    assert xs.shape == (203, 3, 32, 32) and xs.dtype == torch.float32
+    assert xs.min() >= -1 and xs.max() <= 1 and xs.std() > 0.3
+    counts = torch.bincount(ys, minlength=10)
+    assert counts.max() - counts.min() <= 1
+    d64 = get_dataset("shapes", image_size=64, num_samples=10)
+    assert d64[0][0].shape == (3, 64, 64)
+
+
+def test_shape_masks_match_closed_forms():
+    """Each shape's area (fraction of pixels inside, at unit radius) matches geometry."""
+    from minidit.data.shapes import _inside
+    t = (np.arange(2000) + 0.5) / 2000 * 2.2 - 1.1
+    u, v = np.meshgrid(t, t)
+    area = lambda name: _inside(name, u, v).mean() * 2.2 ** 2  # noqa: E731
+    assert area("circle") == pytest.approx(np.pi, rel=1e-3)
+    assert area("square") == pytest.approx(1.5 ** 2, rel=1e-3)
+    assert area("ring") == pytest.approx(np.pi * (1 - 0.55 ** 2), rel=1e-3)
+    assert area("triangle") == pytest.approx(3 * np.sqrt(3) / 4, rel=1e-3)     # inscribed in r=1
+    assert area("diamond") == pytest.approx(2 * 0.75, rel=1e-3)
+    assert area("hexagon") == pytest.approx(2 * np.sqrt(3) * 0.85 ** 2, rel=1e-3)
+
+
+def test_flip_is_a_mirror():
+    torch.manual_seed(0)
+    d = get_dataset("shapes", num_samples=4, flip=True)
+    plain = get_dataset("shapes", num_samples=4)
+    seen = set()
+    for _ in range(40):
+        x = d[1][0]
+        if torch.equal(x, plain[1][0]):
+            seen.add("same")
+        else:
+            assert torch.equal(x, plain[1][0].flip(-1))
+            seen.add("flipped")
+    assert seen == {"same", "flipped"}
