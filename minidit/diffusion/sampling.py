@@ -1,0 +1,161 @@
+"""Sampling: ancestral DDPM steps and deterministic (or partly stochastic) DDIM steps.
+
+Both samplers start from pure noise ``x_{T-1} ~ N(0, I)`` and walk the chain backwards,
+t = T-1, ..., 0, asking the model at each step for its estimate of x_0:
+
+* DDPM (Ho et al. 2020, with Improved DDPM's learned variance): sample
+  ``x_{t-1} ~ N(mean_theta(x_t), sigma_t^2 I)``; the last step adds no noise.
+* DDIM (Song et al. 2021): jump along the "implied" trajectory; ``eta = 0`` is deterministic,
+  ``eta = 1`` has DDPM's posterior variance.
+
+``SamplingMethods`` holds the loops; ``GaussianDiffusion`` inherits them (they only need its
+``p_mean_variance`` and schedule), so ``diffusion.p_sample_loop(...)`` works as in the official code.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .gaussian import predict_eps_from_x0, predict_x0_from_eps
+
+
+def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
+              alpha_bar_prev: torch.Tensor, eta: float, noise: torch.Tensor | None) -> torch.Tensor:
+    """One DDIM update ``x_t -> x_{t-1}`` (Song et al. 2021, eq. 12) from a noise prediction.
+
+    ``alpha_bar_prev`` is alpha_bar of the step we jump to (1.0 after the last step). First
+    recover the predicted clean sample, then re-noise it to the previous noise level::
+
+        x_0   = sqrt(1 / alpha_bar_t) x_t - sqrt(1 / alpha_bar_t - 1) eps
+        sigma = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t))
+                    * sqrt(1 - alpha_bar_t / alpha_bar_prev)
+        x_prev = sqrt(alpha_bar_prev) x_0 + sqrt(1 - alpha_bar_prev - sigma^2) eps + sigma noise
+
+    ``eta = 0`` makes the step deterministic (then ``noise`` may be None). Schedule values
+    broadcast against ``x_t`` (e.g. shape (N, 1, 1, 1)).
+    """
+    # BEGIN SOLUTION ch07
+    # x_0 = sqrt(1 / alpha_bar_t) x_t - sqrt(1 / alpha_bar_t - 1) eps
+    x_0 = predict_x0_from_eps(x_t, alpha_bar_t, eps)
+    # sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)
+    sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t))
+             * torch.sqrt(1 - alpha_bar_t / alpha_bar_prev))
+    # x_prev = sqrt(alpha_bar_prev) x_0 + sqrt(1 - alpha_bar_prev - sigma^2) eps
+    x_prev = torch.sqrt(alpha_bar_prev) * x_0 + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
+    if noise is not None:
+        # ... + sigma * noise
+        x_prev = x_prev + sigma * noise
+    return x_prev
+    # END SOLUTION
+
+
+def _model_device(model) -> torch.device:
+    """Where the model lives (a module, or a bound method like ``model.forward_with_cfg``)."""
+    owner = getattr(model, "__self__", model)
+    params = getattr(owner, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+class SamplingMethods:
+    """The samplers of ``GaussianDiffusion`` (mixed in; see the module docstring)."""
+
+    # ------------------------------------------------------------------ DDPM
+    def p_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False, *,
+                 denoised_fn=None, model_kwargs=None) -> dict:
+        """One ancestral step: ``{"sample": x_{t-1}, "pred_xstart": x_0 estimate}``.
+
+        x_{t-1} = mean_theta(x_t, t) + sigma_t * z,  z ~ N(0, I), and no noise where t == 0
+        """
+        out = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised,
+                                   denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+        noise = torch.randn_like(x)
+        # 1 where t > 0, 0 at the last step (t == 0): the final sample is the mean itself
+        nonzero = (t != 0).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))  # (N,) -> (N, 1, ..., 1)
+        # x_{t-1} = mean + sigma_t z,  sigma_t = exp(log sigma_t^2 / 2)
+        sample = out["mean"] + nonzero * torch.exp(0.5 * out["log_variance"]) * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, *,
+                      denoised_fn=None, model_kwargs=None, device=None, progress: bool = False):
+        """Run the whole DDPM chain from noise; returns the final sample of ``shape``.
+
+        ``noise`` (optional) is the starting ``x_{T-1}``. Arguments after ``clip_denoised`` are
+        keyword-only (the official code also has ``cond_fn`` there). ``progress`` shows a tqdm bar.
+        """
+        final = None
+        for final in self.p_sample_loop_progressive(
+                model, shape, noise, clip_denoised, denoised_fn=denoised_fn,
+                model_kwargs=model_kwargs, device=device, progress=progress):
+            pass
+        return final["sample"]
+
+    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False, *,
+                                  denoised_fn=None, model_kwargs=None, device=None,
+                                  progress: bool = False):
+        """Like ``p_sample_loop``, but yield ``p_sample``'s dict after every one of the
+        ``num_timesteps`` steps (for animations of the denoising)."""
+        yield from self._loop(self.p_sample, model, shape, noise, progress, device,
+                              clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                              model_kwargs=model_kwargs)
+
+    # ------------------------------------------------------------------ DDIM
+    def ddim_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False, *,
+                    denoised_fn=None, model_kwargs=None, eta: float = 0.0) -> dict:
+        """One DDIM step (see ``ddim_step``): ``{"sample": x_{t-1}, "pred_xstart": x_0}``.
+
+        As in the official code, eps is re-derived from the (possibly clipped) x_0 estimate, so
+        ``clip_denoised`` affects both terms of the update.
+        """
+        out = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised,
+                                   denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+        alpha_bar_t = self._extract("alphas_cumprod", t, x.ndim)
+        alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x.ndim)
+        # eps = (sqrt(1 / alpha_bar_t) x_t - x_0) / sqrt(1 / alpha_bar_t - 1)
+        eps = predict_eps_from_x0(x, alpha_bar_t, out["pred_xstart"])
+        noise = torch.randn_like(x) if eta > 0 else None
+        sample = ddim_step(x, eps, alpha_bar_t, alpha_bar_prev, eta, noise).to(x.dtype)
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, *,
+                         denoised_fn=None, model_kwargs=None, device=None, progress: bool = False,
+                         eta: float = 0.0):
+        """Run the DDIM chain from noise; returns the final sample. ``eta = 0``: deterministic.
+
+        Use a respaced diffusion (``create_diffusion("ddim50")`` or ``"50"``) for few steps.
+        """
+        final = None
+        for final in self.ddim_sample_loop_progressive(
+                model, shape, noise, clip_denoised, denoised_fn=denoised_fn,
+                model_kwargs=model_kwargs, device=device, progress=progress, eta=eta):
+            pass
+        return final["sample"]
+
+    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False, *,
+                                     denoised_fn=None, model_kwargs=None, device=None,
+                                     progress: bool = False, eta: float = 0.0):
+        """Like ``ddim_sample_loop``, yielding ``ddim_sample``'s dict after every step."""
+        yield from self._loop(self.ddim_sample, model, shape, noise, progress, device,
+                              clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                              model_kwargs=model_kwargs, eta=eta)
+
+    # ------------------------------------------------------------------ shared loop
+    def _loop(self, step, model, shape, noise, progress, device, **step_kwargs):
+        shape = tuple(shape)
+        if noise is not None:
+            if tuple(noise.shape) != shape:
+                raise ValueError(f"noise has shape {tuple(noise.shape)} but shape={shape}")
+            x = noise
+        else:
+            x = torch.randn(*shape, device=device if device is not None else _model_device(model))
+        steps = range(self.num_timesteps - 1, -1, -1)  # T-1, ..., 0
+        if progress:
+            steps = tqdm(steps, desc="sampling", total=self.num_timesteps)
+        for i in steps:
+            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            with torch.no_grad():
+                out = step(model, x, t, **step_kwargs)
+            yield out
+            x = out["sample"]
