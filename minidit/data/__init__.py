@@ -20,7 +20,10 @@ from __future__ import annotations
 from typing import Callable
 
 from .base import ImageDataset, resize_square, to_minus_one_one
+from .cifar import CIFAR10
 from .digits import Digits
+from .imagefolder import IMG_EXTENSIONS, ImageFolder, center_crop_arr
+from .mnist import MNIST, read_idx
 from .shapes import CLASS_NAMES as SHAPE_CLASS_NAMES
 from .shapes import Shapes
 
@@ -51,10 +54,34 @@ def _shapes(root, train, image_size, flip, num_samples, seed, download, kw):
                   image_size=image_size or 32, seed=seed, train=train, flip=flip)
 
 
+def _imagefolder(root, train, image_size, flip, num_samples, seed, download, kw):
+    verify = kw.pop("verify", False)
+    _no_extra("imagefolder", kw)
+    # 256 is the paper's main resolution; there is no split: point root at the split you want
+    return ImageFolder(root, image_size=image_size or 256, flip=flip, num_samples=num_samples, verify=verify)
+
+
+def _cifar10(root, train, image_size, flip, num_samples, seed, download, kw):
+    split = _split(train, kw)
+    _no_extra("cifar10", kw)
+    return CIFAR10(root, split=split, image_size=image_size, flip=flip, num_samples=num_samples,
+                   download_ok=download)
+
+
+def _mnist(root, train, image_size, flip, num_samples, seed, download, kw):
+    split = _split(train, kw)
+    _no_extra("mnist", kw)
+    return MNIST(root, split=split, image_size=image_size, flip=flip, num_samples=num_samples,
+                 download_ok=download)
+
+
 # name -> builder(root, train, image_size, flip, num_samples, seed, download, kw)
 DATASETS: dict[str, Callable] = {
     "digits": _digits,
     "shapes": _shapes,
+    "imagefolder": _imagefolder,
+    "cifar10": _cifar10,
+    "mnist": _mnist,
 }
 
 
@@ -84,4 +111,5 @@ def get_dataset(name: str, root=None, train: bool = True, image_size: int | None
 
 
 __all__ = ["get_dataset", "DATASETS", "ImageDataset", "Digits", "Shapes", "SHAPE_CLASS_NAMES",
+           "ImageFolder", "center_crop_arr", "IMG_EXTENSIONS", "CIFAR10", "MNIST", "read_idx",
            "to_minus_one_one", "resize_square"]

@@ -22,7 +22,7 @@ def to_minus_one_one(images_uint8: np.ndarray) -> torch.Tensor:
     ``x = pixel / 127.5 - 1``: the same mapping as the official DiT code's
     ``Normalize(mean=0.5, std=0.5)`` after ``ToTensor``.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images_uint8)).float()
+    x = torch.from_numpy(np.array(images_uint8, dtype=np.uint8, copy=True)).float()
     # (..., H, W, C) -> (..., C, H, W)
     x = x.movedim(-1, -3)
     # x = pixel / 127.5 - 1
