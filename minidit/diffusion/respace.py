@@ -26,7 +26,10 @@ def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
       steps 0, 20, ..., 980). If no integer stride gives exactly N steps, raise ValueError.
     * ``"N"`` or ``N`` (an int) -- N steps spread evenly over the whole chain, ends included:
       ``round(i * (T - 1) / (N - 1))`` for i = 0 .. N-1 (``"250"``: 0, 4, 8, 12, 16, 20, ..., 999).
-      N = 1 keeps only step 0.
+      N = 1 keeps only step 0. Compute ``i * stride`` by adding ``stride`` i times, as the
+      official code does: for some N an exact .5 tie then rounds the other way (N = 21: step 10
+      is 499, as ``10 * 49.95`` summed in floats is just below 499.5), and matching the official
+      steps matters more than the tidier formula.
     * ``"N1,N2,..."`` or a list of ints -- split the chain into that many equal sections (the
       first ``T % len`` sections one step longer) and spread N_k steps evenly within section k,
       both ends of the section included, as above.
@@ -67,8 +70,13 @@ def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
                              f"(respacing {section_counts} of {num_timesteps} steps)")
         # fractional stride so that both ends of the section are hit: (size - 1) / (count - 1)
         stride = (size - 1) / (count - 1) if count > 1 else 1
-        # step i of the section: start + round(i * stride)
-        steps += [start + round(i * stride) for i in range(count)]
+        # step i of the section: start + round(i * stride), with i * stride accumulated by
+        # repeated addition exactly as the official code does -- at exact .5 ties the float
+        # rounding of the sum decides (count 21 of 1000: 10 * 49.95 -> 499, not 500)
+        position = 0.0
+        for _ in range(count):
+            steps.append(start + round(position))
+            position += stride
         start += size
     return sorted(set(steps))
     # END SOLUTION
