@@ -1,0 +1,1 @@
+"""Exercises for the minidit chapters (generated)."""

@@ -1,0 +1,1 @@
+"""Solutions for the minidit chapters (generated)."""
