@@ -98,8 +98,9 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
 def count_gflops(model: nn.Module) -> float:
     """Forward Gflops of a minidit ``DiT`` for ONE image, in the paper's convention.
 
-    The counting pass runs on a ``meta``-device copy built from ``model.config``, so it is fast
-    even for DiT-XL/2 and never touches the real weights. Counts in multiply-accumulates (see the
+    The counting pass runs on a ``meta``-device copy built from ``model.config`` (or on the model
+    itself if it already lives on ``meta``), so it is fast even for DiT-XL/2 and never touches real
+    weights. Counts in multiply-accumulates (see the
     module docstring), e.g. 118.6 for DiT-XL/2.
     """
     config = getattr(model, "config", None)
@@ -109,10 +110,15 @@ def count_gflops(model: nn.Module) -> float:
     from .models.dit import DiT
 
     with torch.device("meta"):
-        shadow = DiT(**config)
+        on_meta = all(p.device.type == "meta" for p in model.parameters())
+        shadow = model if on_meta else DiT(**config)
         size = config["input_size"]
         x = torch.empty(1, config["in_channels"], size, size)
         t = torch.zeros(1)
         y = torch.zeros(1, dtype=torch.long)
+    was_training = shadow.training
     shadow.eval()
-    return count_macs(shadow, x, t, y) / 1e9
+    try:
+        return count_macs(shadow, x, t, y) / 1e9
+    finally:
+        shadow.train(was_training)

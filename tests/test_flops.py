@@ -50,6 +50,7 @@ def test_num_patches():
         num_patches(32, 3)
 
 
+@pytest.mark.slow
 def test_conditioning_variants_cost_as_in_figure_5():
     """Figure 5 reports XL/2 Gflops: adaLN-Zero 118.6, cross-attention 137.6, in-context 119.4, adaLN 118.6."""
     expected = {"adaLN-Zero": 118.6, "cross-attention": 137.6, "in-context": 119.4, "adaLN": 118.6}

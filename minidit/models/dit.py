@@ -149,7 +149,8 @@ class DiT(nn.Module):
             raise ValueError(f"expected t of shape ({n},) (one timestep per image), got {tuple(t.shape)}")
         if y.shape != (n,):
             raise ValueError(f"expected y of shape ({n},) (one class id per image), got {tuple(y.shape)}")
-        if y.device.type == "cpu":  # checking values on an accelerator would force a host sync
+        # value check on CPU only: on an accelerator it would force a host sync (and break torch.compile graphs)
+        if y.device.type == "cpu" and not torch.compiler.is_compiling():
             top = self.y_embedder.embedding_table.num_embeddings - 1
             if y.numel() and (int(y.min()) < 0 or int(y.max()) > top):
                 null = (f"; {self.num_classes} is the null (unconditional) class"
