@@ -103,6 +103,29 @@ def test_ddim_steps_match_diffusers_ddim_scheduler():
     assert (ours - theirs).abs().max().item() < 1e-3
     full = d.ddim_sample_loop(fake_eps, x.shape, x.clone(), eta=0.0)
     assert torch.equal(full, ours)
+    # in float64 (data and diffusers' alpha_bar) the two agree to rounding: the float32 gap
+    # above is float32 arithmetic at large t, not a difference in the update
+    sched.alphas_cumprod = torch.from_numpy(ALPHA_BAR)
+    x = x.double()
+    for i, t_orig in zip(range(49, -1, -1), sched.timesteps):
+        step_ours = d.ddim_sample(fake_eps, x, torch.full((2,), i))["sample"]
+        x = sched.step(fake_eps(x, t_orig.expand(2)), int(t_orig), x, eta=0.0).prev_sample
+        assert (step_ours - x).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize("t", [999, 500, 10, 1, 0])
+def test_ddpm_learned_range_step_matches_diffusers(t):
+    """p_sample with learned variance == DDPMScheduler(variance_type="learned_range").step."""
+    d = create_diffusion("")
+    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
+                                    beta_end=0.02, variance_type="learned_range", clip_sample=False)
+    sched.alphas_cumprod = torch.from_numpy(ALPHA_BAR)           # float64, like ours
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    out = torch.cat([fake_eps(x, torch.full((2,), t)), torch.rand_like(x) * 2 - 1], dim=1)
+    torch.manual_seed(123)
+    ours = d.p_sample(lambda x_, t_: out, x, torch.full((2,), t))["sample"]
+    theirs = sched.step(out, t, x, generator=torch.Generator().manual_seed(123)).prev_sample
+    assert (ours - theirs).abs().max().item() < 1e-10
 
 
 # ---------------------------------------------------------------- samplers with an oracle model
