@@ -1,0 +1,117 @@
+"""The trainer's flags, and how presets, a resumed checkpoint and the command line combine.
+
+Four layers, later ones win (nanoGPT's configurator, with argparse):
+
+1. ``DEFAULTS`` -- the official ``train.py`` defaults where it has the flag;
+2. the preset, ``PRESETS[--preset]`` (``digits`` when none is given);
+3. with ``--resume``: the resumed run's own arguments (a resumed run keeps its recipe);
+4. the flags actually typed on the command line.
+
+Every flag therefore defaults to ``None`` in argparse ("not given"), which is how layer 4 knows
+what to override.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .presets import DEFAULT_PRESET, PRESETS
+
+# The official train.py defaults (its flags), plus minidit's additions.
+DEFAULTS: dict = dict(
+    data_path=None, results_dir="results", model="DiT-XL/2", image_size=256, num_classes=1000,
+    epochs=1400, global_batch_size=256, global_seed=0, vae="ema", num_workers=4, log_every=100,
+    ckpt_every=50_000,
+    # minidit's additions
+    preset=DEFAULT_PRESET, dataset="imagefolder", max_steps=None, lr=1e-4, weight_decay=0.0,
+    warmup_steps=0, decay_steps=None, min_lr=0.0, ema_decay=0.9999, flip=True, resume=None,
+    precision="fp32", compile=False, grad_checkpointing=False, sample_every=0, latents=None,
+    cfg_scale=4.0, num_sampling_steps=250, sampler="ddpm", keep_last=2, milestone_every=None,
+    class_dropout_prob=0.1, learn_sigma=True, train_samples=None, device=None, peak_tflops=None,
+    grid_columns=8, debug_nan_at_step=None,
+)
+
+# Keys that describe *how this process runs*, not the recipe: never taken from a checkpoint.
+RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile"}
+
+
+def _optional_int(text: str) -> int:
+    """An int, or 0 for "none"/"off" (0 means "switched off" for these flags)."""
+    return 0 if text.lower() in ("none", "off") else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m minidit.train",
+        description="Train a DiT. With no arguments: the 'digits' preset (a small class-conditional "
+                    "DiT on 8x8 digits, ~3 minutes on 2 CPU cores). Flags override the preset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    S = argparse.SUPPRESS  # noqa: N806
+    g = p.add_argument_group("as in the official train.py")
+    g.add_argument("--data-path", type=str, help="data folder (imagefolder/cifar10/mnist root)")
+    g.add_argument("--results-dir", type=str, help="where run folders NNN-<model>-<preset> go [results]")
+    g.add_argument("--model", type=str, help="a name from minidit.models.DiT_models, e.g. DiT-XL/2, DiT-N/2")
+    g.add_argument("--image-size", type=int, help="image side in pixels (the model sees image_size/8 with an SD VAE)")
+    g.add_argument("--num-classes", type=int, help="class-embedding rows (+1 null class for guidance)")
+    g.add_argument("--epochs", type=int, help="stop after this many epochs (or --max-steps, whichever first)")
+    g.add_argument("--global-batch-size", type=int, help="images per step over all processes")
+    g.add_argument("--global-seed", type=int, help="seed; rank r uses global_seed * world_size + r")
+    g.add_argument("--vae", type=str, help="ema | mse (SD VAE), tiny, a local diffusers folder, or none (pixel space)")
+    g.add_argument("--num-workers", type=int, help="DataLoader worker processes per rank")
+    g.add_argument("--log-every", type=int, help="log every N steps")
+    g.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
+    g = p.add_argument_group("minidit")
+    g.add_argument("--preset", type=str, help=f"a recipe: {', '.join(PRESETS)} [{DEFAULT_PRESET}]")
+    g.add_argument("--dataset", type=str, help="digits | shapes | imagefolder | cifar10 | mnist | latents")
+    g.add_argument("--latents", type=str, help="train on latents pre-extracted by python -m minidit.extract in DIR")
+    g.add_argument("--train-samples", type=int, help="use only the first N training images")
+    g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    g.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    g.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    g.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
+    g.add_argument("--decay-steps", type=_optional_int, help="cosine-decay the lr to --min-lr by this step (0/none: constant lr)")
+    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine decay")
+    g.add_argument("--ema-decay", type=float, help="EMA decay per step (paper: 0.9999)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    g.add_argument("--class-dropout-prob", type=float, help="label dropout for classifier-free guidance")
+    g.add_argument("--learn-sigma", action=argparse.BooleanOptionalAction, default=None, help="learn the variance (hybrid loss)")
+    g.add_argument("--resume", type=str, help="a checkpoint .pt to continue from, or 'latest'")
+    g.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast keeps fp32 master weights")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    g.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute each block's activations in the backward pass (less memory)")
+    g.add_argument("--sample-every", type=int, help="write a sample grid every N steps (0: only at the end)")
+    g.add_argument("--cfg-scale", type=float, help="guidance scale of the sample grids")
+    g.add_argument("--num-sampling-steps", type=int, help="respaced diffusion steps of the sample grids")
+    g.add_argument("--sampler", choices=["ddpm", "ddim"], help="sampler of the sample grids")
+    g.add_argument("--grid-columns", type=int, help="samples per class row in the grid")
+    g.add_argument("--keep-last", type=int, help="keep the newest K checkpoints (plus milestones; 0: keep all)")
+    g.add_argument("--milestone-every", type=_optional_int, help="checkpoints at multiples of N are never deleted (0/none: no milestones)")
+    g.add_argument("--device", type=str, help="cpu, cuda, cuda:1, ... (default: the best available)")
+    g.add_argument("--peak-tflops", type=float, help="the accelerator's peak TFLOP/s for MFU (default: looked up by name)")
+    g.add_argument("--debug-nan-at-step", type=int, help=S)  # tests: poison the loss at this step
+    return p
+
+
+def resolve(argv: list[str] | None = None, checkpoint_args: dict | None = None,
+            parsed: argparse.Namespace | None = None) -> argparse.Namespace:
+    """Combine defaults, preset, resumed arguments and typed flags into the run's arguments."""
+    if parsed is None:
+        parsed = build_parser().parse_args(argv)
+    typed = {k: v for k, v in vars(parsed).items() if v is not None}
+    preset = typed.get("preset") or (checkpoint_args or {}).get("preset") or DEFAULT_PRESET
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    args = dict(DEFAULTS)
+    args.update(PRESETS[preset])
+    if checkpoint_args:
+        args.update({k: v for k, v in checkpoint_args.items() if k in DEFAULTS and k not in RUNTIME_KEYS})
+    args.update(typed)
+    args["preset"] = preset
+    if args.get("latents"):
+        args["dataset"] = "latents"
+    return argparse.Namespace(**args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Just the typed flags (everything not given is None); ``resolve`` fills in the rest."""
+    return build_parser().parse_args(argv)

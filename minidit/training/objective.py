@@ -1,0 +1,72 @@
+"""One training example's loss: draw timesteps, noise the data, ask the diffusion for the loss.
+
+DiT trains with the improved-DDPM objective (paper §3.1, as in the official code): for each image
+a timestep ``t ~ Uniform{0, ..., T-1}``, then ``L = L_simple + L_vlb`` where ``L_simple`` is the
+MSE between the true and predicted noise and ``L_vlb`` trains the learned variance. The heavy
+lifting (``q_sample``, the KL terms) lives in ``minidit.diffusion``; this module only decides
+*which* timesteps, and how the model is called (mixed precision).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor:
+    """Draw one diffusion timestep per example, uniformly: ``t_i ~ Uniform{0, 1, ..., T-1}``.
+
+    Returns an int64 tensor of shape ``(batch_size,)`` on ``device`` with values in
+    ``[0, num_timesteps)``. Uniform sampling is what the paper and the official code use
+    (``torch.randint(0, T, (N,))``); with ``generator`` given, draw from it (so a run can be
+    reproduced), otherwise from the global RNG. Draw with ``torch.randint`` directly on
+    ``device`` (no CPU tensor copied to the GPU each step).
+    """
+    # BEGIN SOLUTION ch06
+    if num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
+    return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device,
+                         dtype=torch.long)
+    # END SOLUTION
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast for ``precision == "bf16"`` (the weights stay fp32: they are the master copy).
+
+    Under autocast the matmuls and attention run in bf16 while PyTorch keeps reductions such as
+    LayerNorm and softmax in fp32; the loss itself is computed in fp32 (see ``diffusion_loss``).
+    bf16 has fp32's exponent range, so unlike fp16 no loss scaling is needed.
+    """
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
+    return contextlib.nullcontext()
+
+
+def _float32_output(model):
+    """Wrap ``model`` so its output reaches the loss in fp32 (the loss's logs and exps need it)."""
+
+    def call(x, t, **kwargs):
+        return model(x, t, **kwargs).float()
+
+    return call
+
+
+def diffusion_loss(diffusion, model, x_0: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
+                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Mean ``loss``, ``mse`` and ``vb`` over the batch for one training step (tensors on device).
+
+    ``loss = mse + vb`` per example as the official ``training_losses`` returns it; the
+    optimizer steps on ``loss.mean()``. The returned tensors are *not* turned into Python
+    numbers here: ``.item()`` would wait for the GPU, so the trainer does it at log steps only.
+    """
+    t = sample_timesteps(x_0.shape[0], diffusion.num_timesteps, generator=generator, device=x_0.device)
+    with autocast_context(x_0.device, precision):
+        terms = diffusion.training_losses(_float32_output(model), x_0, t, model_kwargs=dict(y=y))
+    out = {"loss": terms["loss"].float().mean()}
+    for key in ("mse", "vb"):
+        if key in terms:
+            out[key] = terms[key].float().mean()
+    return out
