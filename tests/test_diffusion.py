@@ -102,8 +102,9 @@ def test_posterior_matches_bayes_rule_in_float64():
         post_var = 1.0 / (1.0 / prior_var + lik_coef ** 2 / lik_var)
         post_mean = post_var * (prior_mean_coef * x0[i] / prior_var + lik_coef * xt[i] / lik_var)
         worst = max(worst, (mean[i] - post_mean).abs().max().item(),
-                    abs(var[i].item() - post_var) / post_var)
-        assert abs(log_var[i].item() - math.log(post_var)) < 1e-10
+                    ((var[i] - post_var).abs().max() / post_var).item())
+        assert var.shape == log_var.shape == x0.shape
+        assert (log_var[i] - math.log(post_var)).abs().max() < 1e-10
     assert worst < 1e-10, worst
     # t = 0: the posterior collapses onto x_0 with zero variance
     m0, v0, _ = d.q_posterior_mean_variance(x0, xt, torch.zeros(4, dtype=torch.long))
@@ -197,8 +198,8 @@ def _vb_by_hand(d, x0, xt, t, out):
         pred_x0 = (xtn[i] - math.sqrt(1 - ab_t) * eps[i]) / math.sqrt(ab_t)
         c1, c2 = b * math.sqrt(ab_prev) / (1 - ab_t), (1 - ab_prev) * math.sqrt(1 - b) / (1 - ab_t)
         model_mean = c1 * pred_x0 + c2 * xtn[i]
-        post_var = [bb * (1 - ap) / (1 - a) for bb, ap, a in [(betas[1], ab[0], ab[1])]][0] if ti == 0 \
-            else b * (1 - ab_prev) / (1 - ab_t)
+        # posterior variance; at t = 0 (where it is 0) the clipped log uses t = 1's
+        post_var = betas[1] * (1 - ab[0]) / (1 - ab[1]) if ti == 0 else b * (1 - ab_prev) / (1 - ab_t)
         frac = (v[i] + 1) / 2
         model_logvar = frac * math.log(b) + (1 - frac) * math.log(post_var)
         if ti == 0:

@@ -165,12 +165,13 @@ class GaussianDiffusion(SamplingMethods):
     def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """``q(x_{t-1} | x_t, x_0)``: returns ``(mean, variance, log_variance_clipped)``.
 
-        variance and log_variance_clipped have shape (N, 1, ..., 1) (the official code broadcasts
-        them to the full shape; they are the same for every element).
+        All three have the shape of ``x_t`` (variances broadcast, as in the official code).
         """
         self._check_t(t, x_t)
         mean, var = self._posterior(x_start, x_t, t)
         log_var = self._extract("posterior_log_variance_clipped", t, x_t.ndim)
+        # (N, 1, ..., 1) -> (N, C, ...)
+        var, log_var = var.expand(x_t.shape), log_var.expand(x_t.shape)
         return mean.to(x_t.dtype), var.to(x_t.dtype), log_var.to(x_t.dtype)
 
     def _posterior(self, x_start, x_t, t):
