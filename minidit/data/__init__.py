@@ -23,6 +23,7 @@ from .base import ImageDataset, resize_square, to_minus_one_one
 from .cifar import CIFAR10
 from .digits import Digits
 from .imagefolder import IMG_EXTENSIONS, ImageFolder, center_crop_arr
+from .latents import Latents, memmap_safetensors, read_manifest
 from .mnist import MNIST, read_idx
 from .shapes import CLASS_NAMES as SHAPE_CLASS_NAMES
 from .shapes import Shapes
@@ -75,6 +76,18 @@ def _mnist(root, train, image_size, flip, num_samples, seed, download, kw):
                  download_ok=download)
 
 
+def _latents(root, train, image_size, flip, num_samples, seed, download, kw):
+    sample = kw.pop("sample", True)
+    _no_extra("latents", kw)
+    if root is None:
+        raise ValueError("latents needs root=DIR, a folder written by `python -m minidit.extract`")
+    ds = Latents(root, flip=flip, sample=sample, num_samples=num_samples)
+    if image_size is not None and image_size not in (ds.image_size, ds.pixel_image_size):
+        raise ValueError(f"latents in {root} were extracted from {ds.pixel_image_size}px images "
+                         f"({ds.image_size}x{ds.image_size} latents), not image_size={image_size}")
+    return ds
+
+
 # name -> builder(root, train, image_size, flip, num_samples, seed, download, kw)
 DATASETS: dict[str, Callable] = {
     "digits": _digits,
@@ -82,6 +95,7 @@ DATASETS: dict[str, Callable] = {
     "imagefolder": _imagefolder,
     "cifar10": _cifar10,
     "mnist": _mnist,
+    "latents": _latents,
 }
 
 
@@ -112,4 +126,5 @@ def get_dataset(name: str, root=None, train: bool = True, image_size: int | None
 
 __all__ = ["get_dataset", "DATASETS", "ImageDataset", "Digits", "Shapes", "SHAPE_CLASS_NAMES",
            "ImageFolder", "center_crop_arr", "IMG_EXTENSIONS", "CIFAR10", "MNIST", "read_idx",
+           "Latents", "memmap_safetensors", "read_manifest",
            "to_minus_one_one", "resize_square"]
