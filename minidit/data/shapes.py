@@ -91,29 +91,30 @@ def sample_params(seed: int, split: int, indices) -> dict[str, np.ndarray]:
 def render_shapes(labels: np.ndarray, params: dict[str, np.ndarray], image_size: int) -> np.ndarray:
     """Draw a batch: returns float32 ``(N, 3, S, S)`` in [-1, 1]."""
     n, s = len(labels), image_size * SUPERSAMPLE
+    f32 = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}   # float32: half the memory traffic
     # pixel centres in [0, 1]: (s,)
-    t = (np.arange(s) + 0.5) / s
+    t = ((np.arange(s) + 0.5) / s).astype(np.float32)
     py, px = t[None, :, None], t[None, None, :]                       # (1, s, 1), (1, 1, s)
-    dx = px - params["cx"][:, None, None]                             # (N, 1, s)
-    dy = py - params["cy"][:, None, None]                             # (N, s, 1)
-    c, sn = np.cos(params["angle"])[:, None, None], np.sin(params["angle"])[:, None, None]
-    r = params["radius"][:, None, None]
-    # rotate into the shape's frame and scale to unit radius: (N, s, s)
-    u = (c * dx + sn * dy) / r
-    v = (-sn * dx + c * dy) / r
-    mask = np.zeros((n, s, s), dtype=np.float32)
-    for k in np.unique(labels):
+    mask = np.empty((n, s, s), dtype=np.float32)
+    for k in np.unique(labels):                                       # one vectorised call per class
         sel = labels == k
-        mask[sel] = _inside(CLASS_NAMES[k], u[sel], v[sel])
+        dx = px - f32["cx"][sel, None, None]                          # (n_k, 1, s)
+        dy = py - f32["cy"][sel, None, None]                          # (n_k, s, 1)
+        c, sn = np.cos(f32["angle"][sel])[:, None, None], np.sin(f32["angle"][sel])[:, None, None]
+        r = f32["radius"][sel, None, None]
+        # rotate into the shape's frame and scale to unit radius: (n_k, s, s)
+        u = (c * dx + sn * dy) / r
+        v = (-sn * dx + c * dy) / r
+        mask[sel] = _inside(CLASS_NAMES[k], u, v)
     # box-average the supersamples: (N, s, s) -> (N, S, S)
     alpha = mask.reshape(n, image_size, SUPERSAMPLE, image_size, SUPERSAMPLE).mean(axis=(2, 4))
     # background: linear gradient from colour a to colour b along a random direction
-    tt = (np.arange(image_size) + 0.5) / image_size
-    ga, gb = np.cos(params["bg_angle"])[:, None, None], np.sin(params["bg_angle"])[:, None, None]
+    tt = ((np.arange(image_size) + 0.5) / image_size).astype(np.float32)
+    ga, gb = np.cos(f32["bg_angle"])[:, None, None], np.sin(f32["bg_angle"])[:, None, None]
     w = np.clip(0.5 + (tt[None, None, :] - 0.5) * ga + (tt[None, :, None] - 0.5) * gb, 0, 1)  # (N, S, S)
-    bg = (1 - w[..., None]) * params["bg_a"][:, None, None, :] + w[..., None] * params["bg_b"][:, None, None, :]
+    bg = (1 - w[..., None]) * f32["bg_a"][:, None, None, :] + w[..., None] * f32["bg_b"][:, None, None, :]
     # composite: image = (1 - alpha) * background + alpha * colour, (N, S, S, 3)
-    img = (1 - alpha[..., None]) * bg + alpha[..., None] * params["fg"][:, None, None, :]
+    img = (1 - alpha[..., None]) * bg + alpha[..., None] * f32["fg"][:, None, None, :]
     # (N, S, S, 3) in [0, 1] -> (N, 3, S, S) in [-1, 1]
     return (img.transpose(0, 3, 1, 2) * 2.0 - 1.0).astype(np.float32)
 
