@@ -285,7 +285,7 @@ def train_autoencoder(dataset: str = "shapes", steps: int = 1500, image_size: in
             losses.append(sum(running) / len(running))
             running = []
         if log_every and (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{steps}  loss {losses[-1]:.5f}  mse {mse.item():.5f}  kl {kl.item():.1f}")
+            print(f"step {step + 1}/{steps}  loss {loss.item():.5f}  mse {mse.item():.5f}  kl {kl.item():.1f}")
     model.eval()
     with torch.no_grad():
         means = model.encode(x_train[:1024])[0]
@@ -350,18 +350,27 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     ap.add_argument("--lr", type=float, default=TrainSettings.lr)
     ap.add_argument("--kl-weight", type=float, default=TrainSettings.kl_weight)
+    ap.add_argument("--pool", type=int, default=TrainSettings.pool, help="training images rendered once")
+    ap.add_argument("--test-samples", type=int, default=TrainSettings.test_samples)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", action="store_true", help="train (or load) the cached copy used by load_vae('tiny')")
     args = ap.parse_args(argv)
     if args.cache:
         s = TrainSettings(dataset=args.dataset, image_size=args.image_size, steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr, kl_weight=args.kl_weight, seed=args.seed)
+                          batch_size=args.batch_size, lr=args.lr, kl_weight=args.kl_weight, pool=args.pool,
+                          test_samples=args.test_samples, seed=args.seed)
         _, info = load_tiny_autoencoder(s)
         report = info
     else:
         _, report = train_autoencoder(args.dataset, steps=args.steps, image_size=args.image_size,
                                       batch_size=args.batch_size, lr=args.lr, kl_weight=args.kl_weight,
-                                      seed=args.seed, log_every=max(args.steps // 10, 1), progress=False)
+                                      pool=args.pool, test_samples=args.test_samples, seed=args.seed,
+                                      log_every=max(args.steps // 10, 1), progress=False)
+    _print_report(report)
+    return report
+
+
+def _print_report(report):
     print(f"held-out reconstruction: MSE {report['mse']:.5f}  PSNR {report['psnr']:.2f} dB  "
           f"(images in [-1, 1]); scale factor {report['scale_factor']:.4f}; {report['seconds']:.0f} s")
 

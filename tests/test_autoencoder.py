@@ -89,3 +89,10 @@ def test_cached_copy_trains_once(monkeypatch, tmp_path):
         assert torch.equal(a, b)
     monkeypatch.setenv("MINIDIT_SMOKE", "1")
     assert ae.default_settings().steps < TrainSettings().steps        # smoke mode: a shorter recipe
+
+
+def test_command_line_reports_the_error(capsys):
+    report = ae.main(["--steps", "2", "--batch-size", "2", "--image-size", "16", "--pool", "8", "--test-samples", "4"])
+    out = capsys.readouterr().out
+    assert "MSE" in out and "PSNR" in out and report["steps"] == 2
+    assert report["psnr"] == pytest.approx(psnr(report["mse"]))
