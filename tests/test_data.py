@@ -77,15 +77,15 @@ def test_shapes_classes_balance_range():
 def test_shape_masks_match_closed_forms():
     """Each shape's area (fraction of pixels inside, at unit radius) matches geometry."""
     from minidit.data.shapes import _inside
-    t = (np.arange(2000) + 0.5) / 2000 * 2.2 - 1.1
+    t = (np.arange(1200) + 0.5) / 1200 * 2.2 - 1.1
     u, v = np.meshgrid(t, t)
     area = lambda name: _inside(name, u, v).mean() * 2.2 ** 2  # noqa: E731
-    assert area("circle") == pytest.approx(np.pi, rel=1e-3)
-    assert area("square") == pytest.approx(1.5 ** 2, rel=1e-3)
-    assert area("ring") == pytest.approx(np.pi * (1 - 0.55 ** 2), rel=1e-3)
-    assert area("triangle") == pytest.approx(3 * np.sqrt(3) / 4, rel=1e-3)     # inscribed in r=1
-    assert area("diamond") == pytest.approx(2 * 0.75, rel=1e-3)
-    assert area("hexagon") == pytest.approx(2 * np.sqrt(3) * 0.85 ** 2, rel=1e-3)
+    assert area("circle") == pytest.approx(np.pi, rel=2e-3)
+    assert area("square") == pytest.approx(1.5 ** 2, rel=2e-3)
+    assert area("ring") == pytest.approx(np.pi * (1 - 0.55 ** 2), rel=2e-3)
+    assert area("triangle") == pytest.approx(3 * np.sqrt(3) / 4, rel=2e-3)     # inscribed in r=1
+    assert area("diamond") == pytest.approx(2 * 0.75, rel=2e-3)
+    assert area("hexagon") == pytest.approx(2 * np.sqrt(3) * 0.85 ** 2, rel=2e-3)
 
 
 def test_flip_is_a_mirror():

@@ -36,7 +36,7 @@ def _naive_center_crop(img: Image.Image, size: int) -> np.ndarray:
     w2, h2 = round(w * s), round(h * s)
     img = img.resize((w2, h2), Image.BICUBIC)
     left, top = (w2 - size) // 2, (h2 - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    return np.array(img.crop((left, top, left + size, top + size)))
 
 
 @pytest.mark.parametrize("wh,size", [((100, 60), 16), ((300, 500), 32), ((16, 16), 16), ((33, 70), 32), ((7, 9), 8)])
@@ -67,7 +67,7 @@ def test_imagefolder_classes_shapes_range(tmp_path):
     assert x.min() >= -1 and x.max() <= 1
     # pixels are exactly the ADM crop mapped to [-1, 1]
     path = d.samples[0][0]
-    expected = torch.from_numpy(_naive_center_crop(Image.open(path).convert("RGB"), 16)).permute(2, 0, 1).float() / 127.5 - 1
+    expected = torch.from_numpy(_naive_center_crop(Image.open(path).convert("RGB"), 16).copy()).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.equal(x, expected)
     assert int(d[8][1]) == 2
 
