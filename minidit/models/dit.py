@@ -170,8 +170,10 @@ class DiT(nn.Module):
             interpolation values when ``learn_sigma``.
         """
         t = self._check_inputs(x, t, y)
-        # (N, C, I, I) -> (N, T, D), plus the fixed position of each patch
-        x = self.x_embedder(x) + self.pos_embed
+        # (N, C, I, I) -> (N, T, D), plus the fixed position of each patch. The conv's output seen
+        # as tokens is a transposed view (D-major in memory); one copy here makes the residual
+        # stream token-major, else every LayerNorm and Linear of every block would copy it again.
+        x = self.x_embedder(x).contiguous() + self.pos_embed
         num_tokens = x.shape[1]
         t_emb = self.t_embedder(t)  # (N, D)
         y_emb = self.y_embedder(y)  # (N, D); labels dropped to the null class while training
