@@ -195,3 +195,23 @@ def test_mnist_bad_files(tmp_path):
     (tmp_path / "short").write_bytes(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\x00" * 3)
     with pytest.raises(ValueError, match="truncated"):
         read_idx(tmp_path / "short")
+
+
+def test_mnist_download_when_online(tmp_path, monkeypatch):
+    """download=True fetches the four .gz files (the network is faked with local bytes)."""
+    import io
+    import urllib.request
+    rng = np.random.default_rng(0)
+    files = {"train-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28)), "train-labels-idx1-ubyte": np.arange(4),
+             "t10k-images-idx3-ubyte": rng.integers(0, 256, (2, 28, 28)), "t10k-labels-idx1-ubyte": np.arange(2)}
+    fetched = []
+
+    def fake_urlopen(url, timeout=None):
+        name = url.rsplit("/", 1)[-1].removesuffix(".gz")
+        fetched.append(url)
+        return io.BytesIO(gzip.compress(_idx_bytes(files[name])))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    d = get_dataset("mnist", root=tmp_path / "mnist", download=True, split="all")
+    assert len(d) == 6 and len(fetched) == 4 and all(u.endswith(".gz") for u in fetched)
+    assert (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").exists()
