@@ -1,0 +1,10 @@
+"""The paper's experiments at CPU scale, as scripts (chapters 11-13).
+
+* ``ablation`` -- Figure 5: the four conditioning variants trained with one budget, FID over training;
+* ``scaling``  -- Figures 2, 8, 9, 10: model size x patch size, FID vs Gflops / training compute /
+  sampling compute;
+* ``cost``     -- what the full-size DiT-XL/2 run costs (MFU, GPU-hours, latent size);
+* ``common``   -- the shared training-and-FID loop and the JSON result cache.
+
+Run them as ``python -m minidit.experiments.scaling`` / ``python -m minidit.experiments.ablation``.
+"""

@@ -1,0 +1,157 @@
+"""The experiment scripts (chapters 11-13): tiny grids run, cache and resume; the formulas are right.
+
+FID inside these tests uses the raw 64 pixels of an 8x8 digit as its "features" (monkeypatched),
+so the tests need neither the offline classifier nor its training time; the real extractor is
+exercised by the scripts and notebooks.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from minidit.experiments import ablation, common, cost, scaling
+from minidit.flops import count_gflops
+from minidit.models import get_model
+
+
+@pytest.fixture
+def pixel_features(monkeypatch):
+    """FID on flattened pixels: deterministic, instant, no classifier. One thread: these models are
+    tiny, and on a shared machine a second thread mostly waits (as the scripts' --threads 1)."""
+    monkeypatch.setattr(common, "features", lambda images, batch_size=1000: images.float().flatten(1))
+    common.real_features.cache_clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    common.real_features.cache_clear()
+
+
+def tiny_specs(**kw):
+    base = dict(steps=4, fractions=(0.5, 1.0), batch_size=8, fid_samples=80, sampling_steps=2,
+                sweep_steps=(1, 2), warmup_steps=1)
+    base.update(kw)
+    return scaling.grid_specs(("DiT-P/4",), **base)
+
+
+@pytest.mark.slow
+def test_grid_runs_caches_and_skips_finished_configs(tmp_path, pixel_features, monkeypatch):
+    specs = tiny_specs()
+    results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
+    (r,) = results
+    path = tmp_path / "DiT-P_4-adaLN-Zero-seed0.json"
+    assert path.is_file() and json.loads(path.read_text()) == r
+    assert [c["step"] for c in r["checkpoints"]] == [2, 4]
+    assert all(math.isfinite(c["fid"]) and c["fid"] > 0 for c in r["checkpoints"])
+    g = count_gflops(get_model("DiT-P/4", input_size=8, in_channels=1, num_classes=10))
+    assert r["gflops"] == pytest.approx(g) and r["tokens"] == 4
+    assert r["checkpoints"][-1]["train_compute_gflops"] == pytest.approx(3 * g * 8 * 4)
+    assert [s["num_steps"] for s in r["sweep"]] == [1, 2]
+    assert r["sweep"][1]["fid"] == r["checkpoints"][-1]["fid"]  # the 2-step FID is the checkpoint's
+    assert r["sweep"][0]["sampling_gflops"] == pytest.approx(g * 1)  # cfg 1.0: one pass per step
+
+    # a rerun trains nothing: any training attempt would fail
+    def boom(*a, **k):
+        raise AssertionError("a cached config was retrained")
+    monkeypatch.setattr(common, "run_experiment", boom)
+    assert common.run_grid(specs, tmp_path, desc="test", verbose=False) == results
+    # a different recipe is not served from the cache
+    assert common.load_result(tmp_path, tiny_specs(steps=6)[0]) is None
+
+
+def test_same_spec_same_numbers(tmp_path, pixel_features):
+    """Seeded end to end: the same spec gives the same FIDs (so grids are comparable run to run)."""
+    spec = tiny_specs(sweep_steps=())[0]
+    a = common.run_experiment(spec)
+    b = common.run_experiment(spec)
+    assert [c["fid"] for c in a["checkpoints"]] == [c["fid"] for c in b["checkpoints"]]
+
+
+def test_scaling_cli_smoke_and_report(tmp_path, pixel_features, capsys):
+    results = scaling.main(["--smoke", "--models", "DiT-P/4,DiT-P/2", "--steps", "4", "--fid-samples", "80",
+                            "--sampling-steps", "2", "--sweep-steps", "1,2", "--out", str(tmp_path)])
+    assert len(results) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    out = capsys.readouterr().out
+    assert "Pearson correlation" in out and "| DiT-P/2 (seed 0) | 16 |" in out
+    again = scaling.main(["--report", "--out", str(tmp_path)])
+    assert sorted(r["spec"]["model"] for r in again) == ["DiT-P/2", "DiT-P/4"]
+    with pytest.raises(SystemExit):
+        scaling.main(["--smoke", "--models", "DiT-Q/3", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_ablation_smoke_run(tmp_path, pixel_features):
+    specs = ablation.ablation_specs(model="DiT-P/4", steps=3, fractions=(1 / 3, 1.0), batch_size=8,
+                                    fid_samples=80, sampling_steps=2, warmup_steps=1)
+    results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
+    assert [r["spec"]["conditioning"] for r in results] == list(ablation.VARIANTS)
+    gfl = {r["spec"]["conditioning"]: r["gflops"] for r in results}
+    for v, g in gfl.items():
+        model = get_model("DiT-P/4", input_size=8, in_channels=1, num_classes=10, conditioning=v)
+        assert g == pytest.approx(count_gflops(model))
+    # same backbone: adaLN regresses 4D numbers per block instead of 6D (no gates), cross-attention
+    # adds a layer, in-context 2 tokens (+50% tokens at 4 tokens)
+    assert gfl["adaLN"] < gfl["adaLN-Zero"] < gfl["cross-attention"] and gfl["adaLN-Zero"] < gfl["in-context"]
+    assert len({r["params"] for r in results}) == 4  # four different architectures really ran
+    text = ablation.summarize(results)
+    assert "Ranking by final FID" in text and text.count("(seed 0)") == 4
+    curves = ablation.curves_of(results)
+    assert set(curves) == set(ablation.VARIANTS) and curves["adaLN"][0] == [1, 3]
+
+
+def test_pearson_matches_numpy():
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 40):
+        x, y = rng.normal(size=n), rng.normal(size=n)
+        assert scaling.pearson_correlation(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+    assert scaling.pearson_correlation([1, 2, 3], [6, 4, 2]) == pytest.approx(-1.0)
+    for bad in (([1, 2], [1, 2, 3]), ([1], [2]), ([1, 1, 1], [1, 2, 3])):
+        with pytest.raises(ValueError):
+            scaling.pearson_correlation(*bad)
+
+
+def test_compute_formulas():
+    # the paper's XL/2 run: 118.6 Gflops x 256 images x 400K steps x 3
+    assert scaling.training_compute_gflops(118.6, 256, 400_000) == pytest.approx(3.64339e10, rel=1e-5)
+    assert scaling.sampling_compute_gflops(118.6, 250, cfg=True) == pytest.approx(59_300.0)
+    assert scaling.sampling_compute_gflops(118.6, 250, cfg=False) == pytest.approx(29_650.0)
+    # mfu agrees with the trainer's logger (the same formula, written twice on purpose)
+    from minidit.training.logger import mfu as logger_mfu
+    assert cost.mfu(550.0, 118.6, 989.0) == pytest.approx(logger_mfu(550.0, 118.6, 989.0))
+    assert cost.mfu(550.0, 118.6, 989.0) == pytest.approx(0.3957, abs=1e-4)
+    assert cost.peak_throughput(118.6, 989.0) == pytest.approx(1389.8, abs=0.1)
+    assert cost.latent_size(256) == 32 and cost.latent_size(512) == 64
+    with pytest.raises(ValueError, match="248 or 256"):
+        cost.latent_size(250)
+    wall, total = cost.gpu_hours(400_000 * 256, 100.0, 8)
+    assert total == pytest.approx(400_000 * 256 / 100 / 3600) and wall == pytest.approx(total / 8)
+    rows = cost.cost_table()
+    assert rows[-1]["mfu_vs_peak"] == pytest.approx(1.0)
+
+
+def test_summaries_on_hand_made_results():
+    def fake(model, gflops, fids):
+        return dict(spec=dict(model=model, seed=0, batch_size=64, steps=800, lr=1e-3, warmup_steps=100,
+                              ema_decay=0.995, fid_samples=500, sampling_steps=50, cfg_scale=1.0,
+                              conditioning="adaLN-Zero"),
+                    gflops=gflops, tokens=4, params=1000, train_seconds=1.0, images_per_second=1.0,
+                    checkpoints=[dict(step=s, fid=f, loss=0.1, train_compute_gflops=3 * gflops * 64 * s)
+                                 for s, f in zip((200, 400, 800), fids)], sweep=[])
+    results = [fake("DiT-P/4", 0.001, (30, 20, 10)), fake("DiT-P/2", 0.004, (20, 10, 5)),
+               fake("DiT-N/2", 0.008, (10, 5, 4))]
+    corr = scaling.correlations(results)
+    assert corr["raw"] == pytest.approx(np.corrcoef([0.001, 0.004, 0.008], [10, 5, 4])[0, 1])
+    assert corr["loglog"] == pytest.approx(np.corrcoef(np.log([0.001, 0.004, 0.008]), np.log([10, 5, 4]))[0, 1])
+    assert "Pearson correlation" in scaling.summarize(results)
+
+
+def test_run_spec_validation():
+    with pytest.raises(ValueError, match="end at steps"):
+        common.RunSpec(steps=10, checkpoints=(5,))
+    assert common.checkpoint_steps(800, (0.25, 0.5, 1.0)) == (200, 400, 800)
+    assert common.ema_decay_at(0, 0.995) == pytest.approx(0.1)
+    assert common.ema_decay_at(10_000, 0.995) == 0.995
