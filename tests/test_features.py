@@ -1,0 +1,128 @@
+"""Feature extractors: TorchScript Inception loading (on a stand-in), the offline classifiers,
+class accuracy and within-class diversity."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minidit.metrics import (class_accuracy, fid_from_features, get_feature_extractor, to_uint8,
+                             within_class_diversity)
+from minidit.metrics.classifier import _split_tensors, classifier_path
+
+
+@pytest.fixture(scope="session")
+def digits_extractor(tmp_path_factory):
+    """The offline digits classifier, trained once per test session into a private cache."""
+    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"   # shared by test_evaluate.py
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINIDIT_CACHE", str(cache))
+        extractor = get_feature_extractor("digits", verbose=False)
+        assert classifier_path("digits").is_file() and str(cache) in str(classifier_path("digits"))
+        yield extractor
+
+
+class InceptionStandIn(torch.nn.Module):
+    """Same call convention as inception-2015-12-05.pt: float images in [0, 255], any size,
+    resized inside; ``return_features=True`` -> (N, dim) features (2048 in the real one), else (N, 1008) softmax."""
+
+    def __init__(self, dim: int = 2048):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4 * 4, dim)
+        self.head = torch.nn.Linear(dim, 1008)
+
+    def forward(self, img: torch.Tensor, return_features: bool = False,
+                no_output_bias: bool = False) -> torch.Tensor:
+        if bool(img.min() < 0) or bool(img.max() > 255) or img.shape[1] != 3:
+            raise ValueError("stand-in: expected (N, 3, H, W) in [0, 255]")
+        x = F.interpolate(img / 127.5 - 1.0, size=(4, 4), mode="bilinear", align_corners=False)
+        features = torch.relu(self.proj(x.flatten(1)))
+        if return_features:
+            return features
+        logits = features @ self.head.weight.T
+        if not no_output_bias:
+            logits = logits + self.head.bias
+        return logits.softmax(dim=1)
+
+
+@pytest.fixture
+def standin_path(tmp_path):
+    path = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.save(torch.jit.script(InceptionStandIn()), str(path))
+    return path
+
+
+def test_torchscript_inception_loads_and_calls_like_the_reference(standin_path):
+    extractor = get_feature_extractor(f"inception:{standin_path}")
+    net = torch.jit.load(str(standin_path))
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 12, 12, 3), dtype=np.uint8)
+    x255 = torch.from_numpy(images).permute(0, 3, 1, 2).float()       # what the reference feeds
+    out = extractor.extract(images)
+    assert set(out) == {"features", "probs"}                            # no spatial map: no sFID
+    assert out["features"].shape == (5, 2048) and out["features"].dtype == np.float64
+    with torch.no_grad():
+        expected_features = net(x255, return_features=True).double().numpy()
+        expected_probs = net(x255, no_output_bias=True).double().numpy()
+    np.testing.assert_allclose(out["features"], expected_features, rtol=1e-6)
+    np.testing.assert_allclose(out["probs"], expected_probs, rtol=1e-6)
+    # float input in [-1, 1] is quantised to uint8 first (DiT rounding), grey is repeated to RGB
+    xf = torch.rand(3, 1, 12, 12) * 2 - 1
+    grey = to_uint8(xf)
+    np.testing.assert_allclose(extractor.features(xf), extractor.features(np.repeat(grey, 3, axis=-1)))
+    with pytest.raises(NotImplementedError, match="spatial"):
+        extractor.spatial_features(images)
+
+
+def test_extractor_spec_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloads.*inception-2015-12-05.pt"):
+        get_feature_extractor(f"inception:{tmp_path / 'nope.pt'}")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a TorchScript file"):
+        get_feature_extractor(f"inception:{tmp_path / 'junk.pt'}")
+    with pytest.raises(NotImplementedError, match="inception-2015-12-05.pt"):
+        get_feature_extractor(f"pytorch-fid:{tmp_path / 'pt_inception-2015-12-05-6726825d.pth'}")
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        get_feature_extractor("resnet")
+
+
+@pytest.mark.slow
+def test_digits_extractor_fid_grows_with_noise_and_blur(digits_extractor):
+    ex = digits_extractor
+    assert ex.test_accuracy > 0.95
+    x_train, _ = _split_tensors("digits", True)
+    x_test, y_test = _split_tensors("digits", False)
+    f_train = ex.features(to_uint8(x_train))
+    g = torch.Generator().manual_seed(0)
+    fids = []
+    for sigma in (0.0, 0.1, 0.2, 0.5):
+        noised = (x_test + sigma * torch.randn(x_test.shape, generator=g)).clamp(-1, 1)
+        fids.append(fid_from_features(f_train, ex.features(to_uint8(noised))))
+    assert all(a < b for a, b in zip(fids, fids[1:])), f"FID not increasing with noise: {fids}"
+    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).view(1, 1, 3, 3) / 16
+    blurred = F.conv2d(F.pad(x_test, (1, 1, 1, 1), mode="replicate"), kernel)
+    assert fid_from_features(f_train, ex.features(to_uint8(blurred))) > fids[0]
+    # the classifier recognises real test digits, and the cache makes a second load identical
+    assert class_accuracy(to_uint8(x_test), y_test.numpy(), ex) > 0.95
+    again = get_feature_extractor("digits", verbose=False)
+    np.testing.assert_array_equal(again.features(x_test[:20]), ex.features(x_test[:20]))
+
+
+@pytest.mark.slow
+def test_digits_extractor_outputs_and_collapse_measure(digits_extractor):
+    ex = digits_extractor
+    x, y = _split_tensors("digits", False)
+    out = ex.extract(x)                                     # float NCHW in [-1, 1] also accepted
+    assert out["features"].shape == (len(x), 64)
+    assert out["spatial"].shape == (len(x), 7 * 4 * 4)
+    np.testing.assert_allclose(out["probs"].sum(1), 1.0, rtol=1e-6)
+    # one image repeated per class (a collapsed model) has zero within-class diversity
+    real = within_class_diversity(x, y.numpy(), ex)
+    collapsed = torch.stack([x[y == c][0] for c in y.numpy()])
+    assert real > 0.5 and within_class_diversity(collapsed, y.numpy(), ex) < 1e-3 * real
+    with pytest.raises(ValueError, match="3-channel|1-channel"):
+        ex.features(np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="8x8"):
+        ex.features(torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="one label per image"):
+        class_accuracy(x[:4], [0, 1], ex)
