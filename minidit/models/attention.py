@@ -43,8 +43,12 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (N, T, 3D) -> 3 x (N, heads, T, d): output features are [q; k; v], each split into heads
-        q, k, v = rearrange(self.qkv(x), "n t (three h d) -> three n h t d", three=3, h=self.num_heads)
+        # (N, T, 3D) -> (N, T, 3, heads, d): output features are [q; k; v], each split into heads
+        qkv = rearrange(self.qkv(x), "n t (three h d) -> n t three h d", three=3, h=self.num_heads)
+        # 3 x (N, T, heads, d) -> 3 x (N, heads, T, d), all views. Splitting on the axis where
+        # [q; k; v] lie in memory lets the backward pass stack the three gradients straight into
+        # qkv's (N, T, 3D) layout (one copy less per block than splitting a permuted view).
+        q, k, v = (z.transpose(1, 2) for z in qkv.unbind(2))
         if self.fused_attn:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
