@@ -87,7 +87,7 @@ def test_feature_statistics_matches_numpy():
 
 # ---------------------------------------------------------------- IS
 
-@pytest.mark.parametrize("k", [2, 10, 1000])
+@pytest.mark.parametrize("k", [2, 10, 100])
 def test_inception_score_uniform_one_hot_is_k(k):
     probs = np.eye(k)[np.arange(5 * k) % k]
     assert inception_score(probs) == pytest.approx(k, rel=1e-12)

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 
 from minidit.env import cache_dir
 
-VERSION = 1
+VERSION = 2
 
 # Per data set: how to build the training/test splits and how long to train.
-# Held-out test accuracy measured with VERSION = 1: digits 0.9916 (359 test-split images),
+# Held-out test accuracy measured with VERSION = 2: digits 0.9916 (359 test-split images),
 # shapes 0.871 (1000 images of the test stream).
 OFFLINE_SPECS = {
     "digits": dict(train_kwargs={}, test_kwargs={}, epochs=20, batch_size=64, lr=3e-3, width=32),

@@ -16,7 +16,7 @@ Extractors:
 
 * ``"digits"`` / ``"shapes"``: a small CNN minidit trains on the data set's training split
   (``minidit.metrics.classifier``; cached). Held-out test accuracy, measured with classifier
-  VERSION 1: digits 0.9916 (359 test images), shapes 0.871 (1000 test images; the rotated,
+  VERSION 2: digits 0.9916 (359 test images), shapes 0.871 (1000 test images; the rotated,
   recoloured shapes are a hard task for a network trained in well under a minute -- FID and
   precision/recall only need features that separate distributions, not a perfect classifier).
 * ``"inception:PATH"``: the TorchScript Inception-v3 ``inception-2015-12-05.pt`` of the
