@@ -155,13 +155,16 @@ def load_for_sampling(ckpt_path: str | Path, use_ema: bool = True, device="cpu",
             raise ValueError(f"{ckpt_path} is not a minidit training checkpoint (no args inside); "
                              f"say what it is with --model (e.g. DiT-XL/2) and --image-size (256 or 512)")
         vae_name = vae_name or "ema"
+        state = _official_state_dict(ckpt, use_ema)
         vae_probe = build_vae(vae_name, "cpu")
         factor = vae_probe.downsample_factor if vae_probe is not None else 1
-        channels = vae_probe.latent_channels if vae_probe is not None else 4
-        args = dict(model=model_name, image_size=image_size, vae=vae_name, num_classes=num_classes or 1000,
+        # the weights say the rest: (D, C, p, p) patch conv; num_classes + 1 label rows (null class)
+        channels = state["x_embedder.proj.weight"].shape[1] if "x_embedder.proj.weight" in state else 4
+        table = state.get("y_embedder.embedding_table.weight")
+        classes = num_classes or (table.shape[0] - 1 if table is not None else 1000)
+        args = dict(model=model_name, image_size=image_size, vae=vae_name, num_classes=classes,
                     in_channels=channels, input_size=image_size // factor, learn_sigma=True,
                     dataset="imagenet", class_dropout_prob=0.1)
-        state = _official_state_dict(ckpt, use_ema)
     model = get_model(args["model"], input_size=args["input_size"], in_channels=args["in_channels"],
                       num_classes=args["num_classes"], learn_sigma=args.get("learn_sigma", True),
                       class_dropout_prob=args.get("class_dropout_prob", 0.1))

@@ -1,0 +1,110 @@
+"""python -m minidit.train: the default preset end to end, flag/preset merging, bad input, NaN stop."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from minidit import train as train_mod
+from minidit.training.checkpoint import list_checkpoints, load_checkpoint
+from minidit.training.config import DEFAULTS, resolve
+from minidit.training.presets import PRESETS
+
+# tiny and fast: the smallest model, a small batch, few sampling steps
+FAST = ["--model", "DiT-P/2", "--global-batch-size", "16", "--num-sampling-steps", "3", "--grid-columns", "2"]
+
+
+def test_default_preset_writes_the_run_folder(tmp_path):
+    run = train_mod.main(["--results-dir", str(tmp_path), "--max-steps", "2", "--log-every", "1",
+                          "--num-sampling-steps", "3", "--grid-columns", "3"])
+    assert run.name == "000-DiT-N-2-digits"
+    args = json.loads((run / "args.json").read_text())
+    # the default job is the digits preset: class conditional, learned sigma, pixel space
+    assert args["preset"] == "digits" and args["dataset"] == "digits" and args["model"] == "DiT-N/2"
+    assert args["learn_sigma"] is True and args["num_classes"] == 10 and args["in_channels"] == 1
+    records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        assert abs(r["loss"] - (r["mse"] + r["vb"])) < 1e-5 and r["images_per_s"] > 0
+    log = (run / "log.txt").read_text()
+    assert "(step=0000002) Train Loss:" in log and "done" in log
+    ckpts = list_checkpoints(run / "checkpoints")
+    assert [s for s, _ in ckpts] == [2]
+    ck = load_checkpoint(ckpts[0][1])
+    assert {"model", "ema", "opt", "args", "step", "epoch", "rng"} <= set(ck)
+    assert ck["step"] == 2 and ck["args"]["model"] == "DiT-N/2"
+    # the EMA moved (decay < 1) but is not the trained weights
+    name = "blocks.0.attn.qkv.weight"
+    assert not torch.equal(ck["ema"][name], ck["model"][name])
+    # a sample grid: one row per class (10 rows of 3 digits, 8x8 enlarged 4x, 2-pixel borders)
+    grid = Image.open(run / "samples_0000002.png")
+    assert grid.size == (3 * (32 + 2) + 2, 10 * (32 + 2) + 2) and grid.mode == "L"
+    assert Image.open(run / "loss.png").size[0] > 100
+
+
+def test_flags_override_presets_and_defaults_follow_official():
+    args = resolve(["--preset", "imagenet256-xl2", "--lr", "3e-4"])
+    assert args.lr == 3e-4 and args.model == "DiT-XL/2" and args.ema_decay == 0.9999
+    # the paper's recipe
+    p = PRESETS["imagenet256-xl2"]
+    assert (p["global_batch_size"], p["lr"], p["weight_decay"], p["vae"], p["image_size"], p["flip"],
+            p["max_steps"], p["log_every"], p["ckpt_every"]) == (256, 1e-4, 0.0, "ema", 256, True, 400_000, 100, 50_000)
+    # no arguments -> the digits preset; official train.py defaults underneath
+    assert resolve([]).preset == "digits"
+    assert (DEFAULTS["epochs"], DEFAULTS["global_seed"], DEFAULTS["results_dir"]) == (1400, 0, "results")
+    # a resumed run keeps its recipe, typed flags still win
+    args = resolve(["--max-steps", "9"], checkpoint_args=dict(preset="digits", lr=5e-4, max_steps=3, device="x"))
+    assert args.lr == 5e-4 and args.max_steps == 9 and args.device is None
+
+
+@pytest.mark.parametrize("argv, error, words", [
+    (["--model", "DiT-Q/2"], ValueError, ["unknown model 'DiT-Q/2'", "DiT-XL/2", "DiT-N/2"]),
+    (["--preset", "cifar-huge"], ValueError, ["unknown preset 'cifar-huge'", "digits", "imagenet256-xl2"]),
+    (["--dataset", "imagefolder", "--data-path", "/no/such/folder"], FileNotFoundError, ["/no/such/folder", "does not exist"]),
+    (["--dataset", "imagefolder"], ValueError, ["needs --data-path"]),
+    (["--latents", "/no/such/latents"], FileNotFoundError, ["/no/such/latents", "minidit.extract"]),
+    (["--model", "DiT-P/4", "--image-size", "10"], ValueError, ["DiT-P/4", "not divisible by the patch size 4"]),
+    (["--num-classes", "5"], ValueError, ["10 classes", "--num-classes is 5"]),
+    (["--global-batch-size", "0"], ValueError, ["--global-batch-size"]),
+])
+def test_bad_input_fails_before_training(tmp_path, argv, error, words):
+    with pytest.raises(error) as info:
+        train_mod.main(["--results-dir", str(tmp_path), *FAST, *argv])
+    for w in words:
+        assert w in str(info.value)
+    assert not list(tmp_path.glob("*/checkpoints/*.pt"))  # nothing trained
+
+
+def test_latent_size_not_divisible_by_patch(tmp_path, monkeypatch):
+    class FakeVAE:  # a stand-in VAE: factor 4, 4 latent channels
+        downsample_factor, latent_channels = 4, 4
+
+    monkeypatch.setattr("minidit.sample.build_vae", lambda name, device: FakeVAE() if name else None)
+    with pytest.raises(ValueError, match=r"latent size 2 .*not divisible by the patch size 4"):
+        train_mod.main(["--results-dir", str(tmp_path), *FAST, "--model", "DiT-P/4", "--vae", "fake"])
+
+
+def test_nan_loss_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    argv = ["--results-dir", str(tmp_path), *FAST, "--max-steps", "8", "--log-every", "1",
+            "--ckpt-every", "2", "--debug-nan-at-step", "3"]
+    with pytest.raises(train_mod.NonFiniteLossError, match="NaN or inf at step 3"):
+        train_mod.main(argv)
+    ckpts = list_checkpoints(next(tmp_path.iterdir()) / "checkpoints")
+    assert [s for s, _ in ckpts] == [2]
+    ck = load_checkpoint(ckpts[0][1])
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    # the command line exits non-zero with the message
+    monkeypatch.setattr("sys.argv", ["minidit.train", *argv])
+    with pytest.raises(SystemExit) as info:
+        train_mod.cli()
+    assert "step 3" in str(info.value.code) and "last good checkpoint" in str(info.value.code)
+
+
+def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path):
+    run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "2", "--precision", "bf16"])
+    ck = load_checkpoint(list_checkpoints(run / "checkpoints")[-1][1])
+    assert all(v.dtype == torch.float32 for v in ck["model"].values())
+    rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert torch.isfinite(torch.tensor(rec["loss"]))
