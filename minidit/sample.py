@@ -120,10 +120,12 @@ def build_vae(name, device):
         return None
     from minidit.vae import load_vae
 
-    vae = load_vae(name)
-    if hasattr(vae, "to"):
-        vae = vae.to(device)
-    return vae
+    if str(name).startswith("tiny"):  # latents manifests record "tiny:<cache key>"
+        name = "tiny"
+    try:
+        return load_vae(name, device=str(device))
+    except RuntimeError as e:  # e.g. a hub id while offline: the message says how to fix it
+        raise ValueError(f"cannot load the VAE {name!r}: {e}") from e
 
 
 def load_for_sampling(ckpt_path: str | Path, use_ema: bool = True, device="cpu",

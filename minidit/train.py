@@ -131,6 +131,7 @@ def prepare(args: Namespace, info: DistInfo) -> dict:
     patch = patch_size_of(args.model)
     latent_mode = args.dataset == "latents"
     vae = None if latent_mode else build_vae(args.vae, info.device)
+    vae_for_samples = vae
     if vae is not None:
         factor = vae.downsample_factor
         if x0.shape[-1] != args.image_size:
@@ -150,6 +151,13 @@ def prepare(args: Namespace, info: DistInfo) -> dict:
                 raise ValueError(f"the latents were extracted from {extracted}x{extracted} images but "
                                  f"--image-size is {args.image_size}; pass --image-size {extracted}")
             what = f"the latent size {input_size}"
+            if manifest.get("vae"):
+                # the sample grids decode with the VAE the latents came from
+                args.vae = manifest["vae"]
+                try:
+                    vae_for_samples = build_vae(args.vae, info.device)
+                except Exception as e:  # e.g. a hub id while offline: train anyway, grids show latents
+                    print(f"note: cannot load VAE {args.vae!r} to decode sample grids ({e})", file=sys.stderr)
         else:
             if input_size != args.image_size:
                 raise ValueError(f"the data set yields {input_size}x{input_size} images but --image-size is "
@@ -166,7 +174,8 @@ def prepare(args: Namespace, info: DistInfo) -> dict:
                       num_classes=args.num_classes, learn_sigma=args.learn_sigma,
                       class_dropout_prob=args.class_dropout_prob,
                       grad_checkpointing=bool(args.grad_checkpointing)).to(info.device)
-    return dict(dataset=dataset, vae=vae, model=model, diffusion=diffusion, local_batch=local_batch,
+    return dict(dataset=dataset, vae=vae, vae_for_samples=vae_for_samples, model=model, diffusion=diffusion,
+                local_batch=local_batch,
                 input_size=input_size, in_channels=in_channels, seed=seed)
 
 
@@ -394,9 +403,9 @@ def train(args: Namespace, info: DistInfo, resumed: dict | None, resume_path: Pa
                     stop_if_bad(bad_step)
                     save(step)
                     _write_loss_curve(run_dir, args, info)
-                if args.sample_every and step % args.sample_every == 0 and not at_end:
+                if args.sample_every and args.grid_columns > 0 and step % args.sample_every == 0 and not at_end:
                     if info.is_main:
-                        p = write_sample_grid(ema, args, vae, shape, run_dir, step, device)
+                        p = write_sample_grid(ema, args, setup["vae_for_samples"], shape, run_dir, step, device)
                         logger.info(f"wrote {p}")
                     barrier(info)
                     t_log = time.time()
@@ -415,11 +424,12 @@ def train(args: Namespace, info: DistInfo, resumed: dict | None, resume_path: Pa
         logger.info(f"ranks in sync: {in_sync} (parameter checksums of {info.world_size} ranks compared)")
         if not in_sync:
             raise RuntimeError("the ranks' weights differ after training: DDP lost synchronisation")
-    if info.is_main:
+    if info.is_main and args.grid_columns > 0:  # --grid-columns 0: no sample grid
         t0 = time.time()
-        p = write_sample_grid(ema, args, vae, shape, run_dir, step, device)
+        p = write_sample_grid(ema, args, setup["vae_for_samples"], shape, run_dir, step, device)
         logger.info(f"wrote {p} ({args.grid_columns} EMA samples per class, cfg {args.cfg_scale}, "
                     f"{args.num_sampling_steps} {args.sampler} steps, {time.time() - t0:.1f} s)")
+    if info.is_main:
         _write_loss_curve(run_dir, args, info)
         logger.info("done")
     close_logger(logger)

@@ -19,10 +19,10 @@ FAST = ["--model", "DiT-P/2", "--global-batch-size", "16", "--num-sampling-steps
 def test_default_preset_writes_the_run_folder(tmp_path):
     run = train_mod.main(["--results-dir", str(tmp_path), "--max-steps", "2", "--log-every", "1",
                           "--num-sampling-steps", "3", "--grid-columns", "3"])
-    assert run.name == "000-DiT-N-2-digits"
+    assert run.name == "000-DiT-P-2-digits"
     args = json.loads((run / "args.json").read_text())
     # the default job is the digits preset: class conditional, learned sigma, pixel space
-    assert args["preset"] == "digits" and args["dataset"] == "digits" and args["model"] == "DiT-N/2"
+    assert args["preset"] == "digits" and args["dataset"] == "digits" and args["model"] == "DiT-P/2"
     assert args["learn_sigma"] is True and args["num_classes"] == 10 and args["in_channels"] == 1
     records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
@@ -34,7 +34,7 @@ def test_default_preset_writes_the_run_folder(tmp_path):
     assert [s for s, _ in ckpts] == [2]
     ck = load_checkpoint(ckpts[0][1])
     assert {"model", "ema", "opt", "args", "step", "epoch", "rng"} <= set(ck)
-    assert ck["step"] == 2 and ck["args"]["model"] == "DiT-N/2"
+    assert ck["step"] == 2 and ck["args"]["model"] == "DiT-P/2"
     # the EMA moved (decay < 1) but is not the trained weights
     name = "blocks.0.attn.qkv.weight"
     assert not torch.equal(ck["ema"][name], ck["model"][name])
@@ -88,7 +88,7 @@ def test_latent_size_not_divisible_by_patch(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     argv = ["--results-dir", str(tmp_path), *FAST, "--max-steps", "8", "--log-every", "1",
-            "--ckpt-every", "2", "--debug-nan-at-step", "3"]
+            "--ckpt-every", "2", "--debug-nan-at-step", "3", "--grid-columns", "0"]
     with pytest.raises(train_mod.NonFiniteLossError, match="NaN or inf at step 3"):
         train_mod.main(argv)
     ckpts = list_checkpoints(next(tmp_path.iterdir()) / "checkpoints")
@@ -102,8 +102,9 @@ def test_nan_loss_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, 
     assert "step 3" in str(info.value.code) and "last good checkpoint" in str(info.value.code)
 
 
-def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path):
-    run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "2", "--precision", "bf16"])
+def test_bf16_autocast_and_grad_checkpointing_train_with_fp32_master_weights(tmp_path):
+    run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "2", "--precision", "bf16",
+                          "--grad-checkpointing"])
     ck = load_checkpoint(list_checkpoints(run / "checkpoints")[-1][1])
     assert all(v.dtype == torch.float32 for v in ck["model"].values())
     rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cfg-scale", type=float, help="guidance scale of the sample grids")
     g.add_argument("--num-sampling-steps", type=int, help="respaced diffusion steps of the sample grids")
     g.add_argument("--sampler", choices=["ddpm", "ddim"], help="sampler of the sample grids")
-    g.add_argument("--grid-columns", type=int, help="samples per class row in the grid")
+    g.add_argument("--grid-columns", type=int, help="samples per class row in the grid (0: no sample grids)")
     g.add_argument("--keep-last", type=int, help="keep the newest K checkpoints (plus milestones; 0: keep all)")
     g.add_argument("--milestone-every", type=_optional_int, help="checkpoints at multiples of N are never deleted (0/none: no milestones)")
     g.add_argument("--device", type=str, help="cpu, cuda, cuda:1, ... (default: the best available)")
