@@ -3,12 +3,12 @@
 The paper trains DiT-XL/2 four times, changing only how the timestep and class enter the blocks
 (Figure 3): in-context tokens, cross-attention, adaLN and adaLN-Zero, and plots FID-50K over
 400K steps: adaLN-Zero is best at every point of training. Here: the same four variants of one
-small model (default DiT-N/2 on 8x8 digits, 16 tokens) trained with one budget (same steps,
+small model (default DiT-P/2 on 8x8 digits, 16 tokens; the\nscaling grid's recipe) trained with one budget (same steps,
 batch, learning rate, data order and seed), FID of the EMA model at several checkpoints.
 Cached as one JSON per (variant, seed) like the scaling grid.
 
     python -m minidit.experiments.ablation --smoke
-    python -m minidit.experiments.ablation                 # ~25 min on 2 CPU cores
+    python -m minidit.experiments.ablation                 # ~25 min on a busy 2-core CPU
 """
 from __future__ import annotations
 
@@ -83,15 +83,20 @@ def gflops_overhead(gflops: dict[str, float], baseline: str = "adaLN-Zero") -> d
 
 # ------------------------------------------------------------------------------ the experiment
 
-def ablation_specs(model: str = "DiT-N/2", steps: int = 1000, fractions=(0.125, 0.25, 0.5, 1.0), seeds=(0,),
+def ablation_specs(model: str = "DiT-P/2", steps: int = 800, fractions=(0.25, 0.5, 1.0), seeds=(0,),
                    batch_size: int = 64, fid_samples: int = 500, sampling_steps: int = 50,
-                   cfg_scale: float = 1.0, lr: float = 1e-3, warmup_steps: int = 100, variants=VARIANTS):
-    """One RunSpec per variant x seed: same model, steps, batch, lr, data order and seed."""
+                   cfg_scale: float = 1.0, lr: float = 1e-3, warmup_steps: int = 100, variants=VARIANTS,
+                   sweep_steps=()):
+    """One RunSpec per variant x seed: same model, steps, batch, lr, data order and seed.
+
+    The normal run uses exactly the scaling grid's recipe, so its adaLN-Zero run IS the scaling
+    grid's run of the same model (same JSON; a cached one is reused by copying it over).
+    """
     from .common import RunSpec, checkpoint_steps
 
     return [RunSpec(model=model, conditioning=v, steps=steps, checkpoints=checkpoint_steps(steps, fractions),
                     batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=s, fid_samples=fid_samples,
-                    sampling_steps=sampling_steps, cfg_scale=cfg_scale)
+                    sampling_steps=sampling_steps, cfg_scale=cfg_scale, sweep_steps=tuple(sweep_steps))
             for v in variants for s in seeds]
 
 
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minidit.experiments.ablation",
                                 description="DiT conditioning ablation (Figure 5) at CPU scale on 8x8 digits")
     p.add_argument("--smoke", action="store_true", help="a tiny run in seconds (also MINIDIT_SMOKE=1)")
-    p.add_argument("--model", default=None, help="model for all variants (default DiT-N/2; smoke DiT-P/2)")
+    p.add_argument("--model", default=None, help="model for all variants (default DiT-P/2)")
     p.add_argument("--steps", type=int, default=None, help="training steps per variant (default 800)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated conditioning variants")
     p.add_argument("--seeds", default="0")
@@ -164,6 +169,18 @@ def default_out(smoke: bool) -> Path:
     return cache_dir("experiments", "ablation-smoke" if smoke else "ablation")
 
 
+def reuse_scaling_runs(specs, out: Path, smoke: bool) -> None:
+    """Copy the scaling grid's cached run of an identical spec (the adaLN-Zero one) instead of retraining."""
+    from .common import load_result, save_result
+    from .scaling import default_out as scaling_out
+
+    for spec in specs:
+        if load_result(out, spec) is None:
+            cached = load_result(scaling_out(smoke), spec)
+            if cached is not None:
+                save_result(out, spec, cached)
+
+
 def main(argv=None) -> list[dict]:
     from minidit.env import smoke as smoke_env
     from minidit.models import CONDITIONINGS
@@ -178,8 +195,9 @@ def main(argv=None) -> list[dict]:
         results = load_results(out)
         print(summarize(results))
         return results
-    cfg = dict(SMOKE) if smoke else dict(model="DiT-N/2", steps=800, fractions=(0.125, 0.25, 0.5, 1.0),
-                                         batch_size=64, fid_samples=500, sampling_steps=50, warmup_steps=100)
+    cfg = dict(SMOKE) if smoke else dict(model="DiT-P/2", steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64,
+                                         fid_samples=500, sampling_steps=50, warmup_steps=100,
+                                         sweep_steps=(10, 25, 50))
     for key in ("model", "steps", "batch_size", "fid_samples", "sampling_steps"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
@@ -189,6 +207,7 @@ def main(argv=None) -> list[dict]:
         raise SystemExit(f"error: unknown conditioning variant(s) {bad}; choose from {list(CONDITIONINGS)}")
     seeds = tuple(int(s) for s in args.seeds.split(","))
     specs = ablation_specs(seeds=seeds, cfg_scale=args.cfg_scale, variants=variants, **cfg)
+    reuse_scaling_runs(specs, out, smoke)
     t0 = time.time()
     results = run_grid(specs, out, desc="conditioning ablation")
     print(summarize(results))
