@@ -178,10 +178,6 @@ def load_for_sampling(ckpt_path: str | Path, use_ema: bool = True, device="cpu",
 
 def _official_state_dict(ckpt: dict, use_ema: bool) -> dict:
     """The weights inside an official file: a plain state dict, or a dict with "ema"/"model"."""
-    try:
-        from minidit.convert import load_official_checkpoint  # noqa: F401  (the converter's rules)
-    except ImportError:
-        pass
     if use_ema and "ema" in ckpt:
         return ckpt["ema"]
     if "model" in ckpt and isinstance(ckpt["model"], dict):

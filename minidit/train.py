@@ -17,7 +17,6 @@ checked here, before the first step), ``train_loop``.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from argparse import Namespace
