@@ -101,12 +101,20 @@ class AdaLNBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 4 * hidden_size, bias=True))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
+
+        Split ``self.adaLN_modulation(c)`` into 4 chunks along dim 1 (order above), then two
+        residual sub-blocks WITHOUT gates: ``x + attn(modulate(norm1(x), ...))``, then
+        ``x + mlp(modulate(norm2(x), ...))``.
+        """
+        # BEGIN SOLUTION ch11
         # (N, D) -> four (N, D) vectors
         shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)
         # x = x + Attention(gamma_1 * LN(x) + beta_1)
         x = x + self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
         # x = x + MLP(gamma_2 * LN(x) + beta_2)
         return x + self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        # END SOLUTION
 
 
 class CrossAttentionBlock(nn.Module):
@@ -122,11 +130,18 @@ class CrossAttentionBlock(nn.Module):
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """``c`` here is the condition *sequence* ``(N, 2, D)`` = ``[t_emb, y_emb]``."""
+        """``c`` here is the condition *sequence* ``(N, 2, D)`` = ``[t_emb, y_emb]``.
+
+        Three pre-norm residual sub-blocks, in this order: ``x + attn(norm1(x))``, then
+        ``x + cross_attn(norm_cross(x), c)`` (queries from the tokens, keys/values from ``c``),
+        then ``x + mlp(norm2(x))``. Returns ``(N, T, D)``.
+        """
+        # BEGIN SOLUTION ch11
         x = x + self.attn(self.norm1(x))
         # x = x + CrossAttention(LN(x), [t_emb, y_emb])
         x = x + self.cross_attn(self.norm_cross(x), c)
         return x + self.mlp(self.norm2(x))
+        # END SOLUTION
 
 
 class InContextBlock(nn.Module):

@@ -30,6 +30,20 @@ from .timestep_embed import TimestepEmbedder
 CONDITIONINGS = tuple(BLOCKS)
 
 
+def append_condition_tokens(x: torch.Tensor, t_emb: torch.Tensor, y_emb: torch.Tensor) -> torch.Tensor:
+    """In-context conditioning: append the timestep and class embeddings as two extra tokens.
+
+    ``x``: image tokens ``(N, T, D)``; ``t_emb``, ``y_emb``: ``(N, D)`` each. Returns
+    ``(N, T + 2, D)`` = ``[x_1 .. x_T, t_emb, y_emb]`` along the token axis (timestep token
+    first, then the class token, both AFTER the image tokens, so ``out[:, :T]`` are the image
+    tokens again -- which is how ``DiT.forward`` drops them after the last block).
+    """
+    # BEGIN SOLUTION ch11
+    # (N, D) -> (N, 1, D) each;  (N, T, D) -> (N, T + 2, D)
+    return torch.cat([x, t_emb.unsqueeze(1), y_emb.unsqueeze(1)], dim=1)
+    # END SOLUTION
+
+
 class DiT(nn.Module):
     """Diffusion model with a Transformer backbone.
 
@@ -183,7 +197,7 @@ class DiT(nn.Module):
             cond = torch.stack([t_emb, y_emb], dim=1)  # (N, 2, D): the sequence cross-attn reads
         elif self.conditioning == "in-context":
             # (N, T, D) -> (N, T + 2, D): the condition as two extra tokens
-            x = torch.cat([x, t_emb.unsqueeze(1), y_emb.unsqueeze(1)], dim=1)
+            x = append_condition_tokens(x, t_emb, y_emb)
             cond = None
         else:
             cond = c
