@@ -147,6 +147,11 @@ def test_summaries_on_hand_made_results():
     assert corr["raw"] == pytest.approx(np.corrcoef([0.001, 0.004, 0.008], [10, 5, 4])[0, 1])
     assert corr["loglog"] == pytest.approx(np.corrcoef(np.log([0.001, 0.004, 0.008]), np.log([10, 5, 4]))[0, 1])
     assert "Pearson correlation" in scaling.summarize(results)
+    results.append(fake("DiT-P/1", 0.016, (9, 8, 7)))
+    axes = scaling.axis_correlations(results)
+    assert list(axes) == ["tokens @ family P"] and axes["tokens @ family P"]["models"] == ["DiT-P/4", "DiT-P/2", "DiT-P/1"]
+    assert axes["tokens @ family P"]["r"] == pytest.approx(
+        np.corrcoef(np.log([0.001, 0.004, 0.016]), np.log([10, 5, 7]))[0, 1])
 
 
 def test_run_spec_validation():

@@ -140,7 +140,15 @@ def summarize(results: list[dict]) -> str:
                      + f" | {area_under_fid_curve(steps, fids) if len(fids) > 1 else fids[0]:.2f} | "
                      f"{r['checkpoints'][-1]['loss']:.4f} | {r['train_seconds']:.0f} |")
     ranking = final_fid_ranking({v: f for v, (_, f) in curves.items()})
-    lines += ["", "Ranking by final FID (best first): " + " < ".join(ranking)
+    finals: dict[str, list[float]] = {}
+    for r in results:
+        finals.setdefault(r["spec"]["conditioning"], []).append(r["checkpoints"][-1]["fid"])
+    if max(len(f) for f in finals.values()) > 1:
+        lines += ["", "Final FID over seeds (mean +- std, n seeds): " + "; ".join(
+            f"{v} {np.mean(finals[v]):.1f} +- {np.std(finals[v], ddof=1) if len(finals[v]) > 1 else 0:.1f} "
+            f"(n={len(finals[v])})" for v in ranking) + "."]
+    lines += ["", "Ranking by final FID (best first" + (", seed means" if len(results) > len(curves) else "")
+              + "): " + " < ".join(ranking)
               + ". Paper (Figure 5, XL/2): adaLN-Zero < adaLN < cross-attention < in-context."]
     return "\n".join(lines)
 

@@ -129,6 +129,23 @@ def correlations(results: list[dict]) -> dict[str, float]:
     return dict(raw=pearson_correlation(g, f), loglog=pearson_correlation(np.log(g), np.log(f)))
 
 
+def axis_correlations(results: list[dict]) -> dict[str, dict]:
+    """log-log Pearson r along one scaling axis at a time (groups of >= 3 models): name -> {r, models}.
+
+    ``"size @ patch p"``: the families P, N, T at one patch size (more depth and width);
+    ``"tokens @ family F"``: one family at patch sizes 4, 2, 1 (more tokens, same parameters).
+    """
+    fids = final_fids(results)
+    gfl = {r["spec"]["model"]: r["gflops"] for r in results}
+    groups: dict[str, list[str]] = {}
+    for m in fids:
+        fam, p = m.split("-")[1].split("/")
+        groups.setdefault(f"size @ patch {p}", []).append(m)
+        groups.setdefault(f"tokens @ family {fam}", []).append(m)
+    return {k: dict(r=pearson_correlation(np.log([gfl[m] for m in ms]), np.log([fids[m] for m in ms])), models=ms)
+            for k, ms in sorted(groups.items()) if len(ms) >= 3}
+
+
 def summarize(results: list[dict]) -> str:
     """Markdown tables of a grid: per model its facts and FID at every checkpoint, the correlation,
     the training-compute view and the sampling-steps sweep."""
@@ -151,11 +168,22 @@ def summarize(results: list[dict]) -> str:
         lines.append(f"| {r['spec']['model']} (seed {r['spec']['seed']}) | {r['tokens']} | {r['params']:,} | "
                      f"{r['gflops'] * 1e3:.2f} | {fids} | {r['checkpoints'][-1]['loss']:.4f} | "
                      f"{r['train_seconds']:.0f} | {r['images_per_second']:.0f} |")
+    per_model: dict[str, list[float]] = {}
+    for r in results:
+        per_model.setdefault(r["spec"]["model"], []).append(r["checkpoints"][-1]["fid"])
+    if max(len(v) for v in per_model.values()) > 1:
+        lines += ["", "Final FID over seeds (mean +- std, n seeds): " + "; ".join(
+            f"{m} {np.mean(v):.1f} +- {np.std(v, ddof=1) if len(v) > 1 else 0:.1f} (n={len(v)})"
+            for m, v in per_model.items()) + ". The correlations below use the seed means."]
     corr = correlations(results)
     if corr:
         lines += ["", f"Pearson correlation between Gflops and final FID over {len(final_fids(results))} models: "
                       f"r = {corr['raw']:.3f} (raw values), r = {corr['loglog']:.3f} (log Gflops vs log FID, "
                       f"Figure 8's axes). Paper: -0.93."]
+        by_axis = axis_correlations(results)
+        if by_axis:
+            lines += ["", "Along one axis at a time (log-log r): " + "; ".join(
+                f"{k} ({', '.join(v['models'])}): r = {v['r']:.3f}" for k, v in by_axis.items()) + "."]
     lines += ["", "Training compute (Figure 9): FID at each checkpoint vs Gflops x batch x steps x 3.", "",
               "| model | " + " | ".join(f"compute @ {s} (Gflops)" for s in steps) + " |",
               "|---|" + "---|" * len(steps)]
