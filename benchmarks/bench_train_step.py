@@ -19,7 +19,8 @@ reset through /proc/self/clear_refs; freed heap returned with malloc_trim first)
 estimate of the step's transient memory (activations, gradients, optimizer state on the first step).
 On CPU the variants are interleaved (A B C ..., then reversed) because the machine is shared.
 
-    python benchmarks/bench_train_step.py                       # CPU default: DiT-S/4, batch 8
+    python benchmarks/bench_train_step.py                       # CPU default: DiT-S/4, batch 8, no compile
+    python benchmarks/bench_train_step.py --variants baseline compile   # + torch.compile (minutes to compile)
     python benchmarks/bench_train_step.py --model DiT-XL/2 --batch-size 32 --reps 10   # a GPU
 """
 from __future__ import annotations
@@ -139,8 +140,8 @@ def main(argv=None):
     p.add_argument("--in-channels", type=int, default=4)
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
-                   help="default: all on a GPU; on CPU all but 'fast' (bf16 is slower on most CPUs and "
-                        "each compile takes minutes there)")
+                   help="default: all on a GPU; on CPU all but 'compile' and 'fast' (each compile takes "
+                        "minutes on a 2-core CPU: add them by name)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2,
                    help="untimed steps per variant, at least 2 (the first compiles, the second measures memory)")
@@ -160,7 +161,7 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if args.variants is None:
-        args.variants = [v for v in VARIANTS if device.type == "cuda" or v != "fast"]
+        args.variants = [v for v in VARIANTS if device.type == "cuda" or v not in ("compile", "fast")]
     interleave = args.interleave if args.interleave is not None else device.type != "cuda"
     from minidit.flops import count_gflops
     from minidit.models import get_model
