@@ -188,7 +188,7 @@ def summarize(results: list[dict]) -> str:
               "| model | " + " | ".join(f"compute @ {s} (Gflops)" for s in steps) + " |",
               "|---|" + "---|" * len(steps)]
     for r in results:
-        lines.append(f"| {r['spec']['model']} | " + " | ".join(
+        lines.append(f"| {r['spec']['model']} (seed {r['spec']['seed']}) | " + " | ".join(
             f"{c['train_compute_gflops']:.3g} (FID {c['fid']:.2f})" for c in r["checkpoints"]) + " |")
     if results[0].get("sweep"):
         ns = [s["num_steps"] for s in results[0]["sweep"]]
@@ -196,7 +196,7 @@ def summarize(results: list[dict]) -> str:
                       "steps; in brackets the Gflops spent per sampled image.", "",
                   "| model | " + " | ".join(f"{n} steps" for n in ns) + " |", "|---|" + "---|" * len(ns)]
         for r in results:
-            lines.append(f"| {r['spec']['model']} | " + " | ".join(
+            lines.append(f"| {r['spec']['model']} (seed {r['spec']['seed']}) | " + " | ".join(
                 f"{s['fid']:.2f} ({s['sampling_gflops']:.3g})" for s in r["sweep"]) + " |")
     return "\n".join(lines)
 
