@@ -3,7 +3,8 @@
 Reading order: ``presets`` (the recipes) -> ``config`` (flags over presets) -> ``distributed``
 (torchrun, batch split, seeds) -> ``objective`` (timesteps and the loss) -> ``optim`` (AdamW and
 the lr schedule) -> ``ema`` -> ``checkpoint`` (atomic save, exact resume) -> ``logger`` (run folder,
-log, throughput/MFU) -> ``plots`` (sample grid, loss curve). The loop itself is minidit/train.py.
+log, throughput/MFU) -> ``plots`` (sample grid, loss curve) -> ``setup`` (every check and build
+before step 1, the sample grids). The loop itself is minidit/train.py.
 """
 from .checkpoint import atomic_save, find_latest, load_checkpoint
 from .config import DEFAULTS, build_parser, resolve
