@@ -119,9 +119,10 @@ def test_compute_formulas():
     assert scaling.training_compute_gflops(118.6, 256, 400_000) == pytest.approx(3.64339e10, rel=1e-5)
     assert scaling.sampling_compute_gflops(118.6, 250, cfg=True) == pytest.approx(59_300.0)
     assert scaling.sampling_compute_gflops(118.6, 250, cfg=False) == pytest.approx(29_650.0)
-    # mfu agrees with the trainer's logger (the same formula, written twice on purpose)
+    # the trainer's log reports the same MFU (it calls cost.mfu; None when the peak is unknown)
     from minidit.training.logger import mfu as logger_mfu
     assert cost.mfu(550.0, 118.6, 989.0) == pytest.approx(logger_mfu(550.0, 118.6, 989.0))
+    assert logger_mfu(550.0, 118.6, None) is None
     assert cost.mfu(550.0, 118.6, 989.0) == pytest.approx(0.3957, abs=1e-4)
     assert cost.peak_throughput(118.6, 989.0) == pytest.approx(1389.8, abs=0.1)
     assert cost.latent_size(256) == 32 and cost.latent_size(512) == 64

@@ -44,15 +44,16 @@ def peak_tflops(device: torch.device, precision: str, override: float | None = N
 
 
 def mfu(images_per_s: float, gflops_per_image: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation: achieved training FLOP/s over the device's peak.
+    """Model FLOPs utilisation for the log, or None when the peak or the Gflops are unknown.
 
-    ``gflops_per_image`` is ``count_gflops`` (forward multiply-accumulates, the paper's Gflops).
-    One MAC is 2 FLOPs and a training step costs ~3 forward passes (forward + 2x for backward):
-        training FLOPs per image = 3 * 2 * Gflops * 1e9
+    The formula (training FLOPs per image = 3 * 2 * Gflops * 1e9, over the peak) is chapter 13's
+    graded ``minidit.experiments.cost.mfu``; the log uses that same function.
     """
+    from minidit.experiments.cost import mfu as training_mfu
+
     if not peak or not gflops_per_image:
         return None
-    return images_per_s * 6.0 * gflops_per_image * 1e9 / (peak * 1e12)
+    return training_mfu(images_per_s, gflops_per_image, peak)
 
 
 def next_run_dir(results_dir: str | Path, model: str, preset: str) -> Path:
