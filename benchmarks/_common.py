@@ -166,3 +166,25 @@ def emit(text: str, out: str | None) -> None:
     if out:
         with open(out, "a") as f:
             f.write(text + "\n")
+
+
+def has_diffusers() -> bool:
+    """Whether ``diffusers`` imports (the GPU image has no diffusers unless its wheel was carried:
+    see gpu_check.sh). Without it the scripts time minidit alone and say so."""
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_model(name: str, device: torch.device, **kwargs):
+    """``get_model`` with the parameters created and initialised on ``device`` directly.
+
+    DiT-XL/2 has 675M parameters: initialising them on the CPU and copying them over costs seconds
+    per variant, which a GPU session with a fixed time budget cannot spare.
+    """
+    from minidit.models import get_model
+
+    with torch.device(device):
+        return get_model(name, **kwargs)

@@ -11,6 +11,11 @@ Modes: ``fwdbwd`` = training-mode forward + backward of a mean-square of the out
 training step costs, minus the optimizer); ``fwd`` = inference forward under ``torch.inference_mode``.
 bf16 = autocast with fp32 weights (as the trainer does), on CPU too.
 
+First it prints the hardware's own answer for each precision: the GFLOP/s of one plain matrix product
+shaped like the first model's QKV projection (all tokens of the batch x hidden size, times hidden size x
+3 hidden size). Whether bf16 can speed a DiT up on a machine is decided there, not in the model code: on
+this project's CPU (AVX-512 with avx512_bf16, no AMX) oneDNN's bf16 product is slower than MKL's fp32 one.
+
     python benchmarks/bench_model.py                                    # CPU default: DiT-S/2, batch 8
     python benchmarks/bench_model.py --models DiT-XL/2 DiT-B/4 --batch-size 64 --precision bf16 --reps 20
 """
@@ -20,32 +25,54 @@ import argparse
 
 import torch
 
-from _common import (autocast, emit, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops,
-                     pick, table)
+from _common import (autocast, build_model, emit, has_diffusers, interleaved, machine_line, median, mfu,
+                     paired_ratio, peak_tflops, pick, table)
 
 
 def build_pair(name: str, args, device: torch.device):
-    """A minidit model with random non-zero weights and its diffusers twin; checks they agree."""
-    from minidit.convert import to_diffusers
+    """A minidit model with random non-zero weights and its diffusers twin; checks they agree.
+
+    Without diffusers (``--no-diffusers``, or not installed) the twin is None and diff is NaN.
+    """
     from minidit.flops import count_gflops
-    from minidit.models import get_model
 
     torch.manual_seed(0)
-    model = get_model(name, input_size=args.input_size, in_channels=args.in_channels,
-                      num_classes=args.num_classes)
+    model = build_model(name, device, input_size=args.input_size, in_channels=args.in_channels,
+                        num_classes=args.num_classes)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad and not p.any():
                 p.normal_(0, 0.02)  # zero-initialised adaLN / final layer: make the check meaningful
-    dm = to_diffusers(model)
-    model, dm = model.to(device), dm.to(device)
     x = torch.randn(args.batch_size, args.in_channels, args.input_size, args.input_size, device=device)
     t = torch.randint(0, 1000, (args.batch_size,), device=device)
     y = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
-    model.eval(), dm.eval()
-    with torch.no_grad():
-        diff = (model(x, t, y) - dm(x, timestep=t, class_labels=y).sample).abs().max().item()
+    dm, diff = None, float("nan")
+    model.eval()
+    if not args.no_diffusers:
+        from minidit.convert import to_diffusers
+
+        dm = to_diffusers(model).to(device).eval()
+        with torch.no_grad():
+            diff = (model(x, t, y) - dm(x, timestep=t, class_labels=y).sample).abs().max().item()
     return model, dm, (x, t, y), diff, count_gflops(model)
+
+
+def matmul_ceiling(name: str, args, device: torch.device, clock: str) -> str:
+    """GFLOP/s of one plain matmul per precision, shaped like ``name``'s QKV projection."""
+    from minidit.models.configs import FAMILIES
+
+    hidden = FAMILIES[name.split("-")[1].split("/")[0]][1]
+    patch = int(name.split("/")[1])
+    tokens = args.batch_size * (args.input_size // patch) ** 2
+    parts = []
+    for precision in args.precision:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        a = torch.randn(tokens, hidden, device=device, dtype=dtype)  # (N*T, D)
+        b = torch.randn(hidden, 3 * hidden, device=device, dtype=dtype)  # (D, 3D)
+        times = interleaved({precision: lambda: a @ b}, device, max(args.reps, 5), 2, clock)[precision]
+        parts.append(f"{precision} {2 * tokens * hidden * 3 * hidden / median(times) / 1e9:,.0f}")
+    return (f"plain matmul ({tokens} x {hidden}) @ ({hidden} x {3 * hidden}), GFLOP/s: " + ", ".join(parts)
+            + ("" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"))
 
 
 def step_fns(model, dm, inputs, mode: str, precision: str, device: torch.device):
@@ -70,8 +97,12 @@ def step_fns(model, dm, inputs, mode: str, precision: str, device: torch.device)
                 module.zero_grad(set_to_none=True)
         return f
 
-    model.train(mode == "fwdbwd"), dm.train(mode == "fwdbwd")
-    return {"minidit": make(run_minidit, model), "diffusers": make(run_diffusers, dm)}
+    model.train(mode == "fwdbwd")
+    fns = {"minidit": make(run_minidit, model)}
+    if dm is not None:
+        dm.train(mode == "fwdbwd")
+        fns["diffusers"] = make(run_diffusers, dm)
+    return fns
 
 
 def main(argv=None):
@@ -91,7 +122,12 @@ def main(argv=None):
                    help="wall time, or this process's CPU time (steadier on a loaded machine; use --threads 1)")
     p.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's peak bf16 TFLOP/s for MFU")
     p.add_argument("--out", default=None, help="also append the markdown table to this file")
+    p.add_argument("--no-diffusers", action="store_true",
+                   help="time minidit only (automatic when diffusers is not installed)")
     args = p.parse_args(argv)
+    if not args.no_diffusers and not has_diffusers():
+        print("diffusers is not installed: timing minidit only", flush=True)
+        args.no_diffusers = True
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick(args.device)
@@ -100,6 +136,7 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = True
     emit(f"\n### Model throughput, minidit vs diffusers (batch {args.batch_size}, "
          f"{args.input_size}x{args.input_size}x{args.in_channels} input)\n\n{machine_line(device, args.clock)}\n", args.out)
+    emit(matmul_ceiling(args.models[0], args, device, args.clock) + "\n", args.out)
     rows = []
     for name in args.models:
         model, dm, inputs, diff, gflops = build_pair(name, args, device)
@@ -111,14 +148,15 @@ def main(argv=None):
                 fns = step_fns(model, dm, inputs, mode, precision, device)
                 times = interleaved(fns, device, args.reps, args.warmup, args.clock)
                 ips = {k: args.batch_size / median(v) for k, v in times.items()}
-                ratio = paired_ratio(times["minidit"], times["diffusers"])
+                ratio = paired_ratio(times["minidit"], times["diffusers"]) if "diffusers" in times else None
                 passes = 3 if mode == "fwdbwd" else 1
                 util = mfu(ips["minidit"], gflops, passes, peak)
                 rows.append([name, precision, "fwd+bwd" if mode == "fwdbwd" else "fwd",
-                             ips["minidit"], ips["diffusers"], ratio,
+                             ips["minidit"], ips.get("diffusers"), ratio,
                              None if util is None else f"{100 * util:.1f}%"])
-                print(f"  {precision} {mode}: minidit {ips['minidit']:.2f} img/s, diffusers "
-                      f"{ips['diffusers']:.2f} img/s, time ratio {ratio:.3f}", flush=True)
+                print(f"  {precision} {mode}: minidit {ips['minidit']:.2f} img/s"
+                      + (f", diffusers {ips['diffusers']:.2f} img/s, time ratio {ratio:.3f}" if ratio else ""),
+                      flush=True)
         del model, dm
         if device.type == "cuda":
             torch.cuda.empty_cache()

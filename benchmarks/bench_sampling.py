@@ -16,7 +16,8 @@ import argparse
 import torch
 from torch import nn
 
-from _common import autocast, emit, interleaved, machine_line, median, paired_ratio, pick, table
+from _common import (autocast, build_model, emit, has_diffusers, interleaved, machine_line, median, paired_ratio,
+                     pick, table)
 
 
 class DiffusersAsDiT(nn.Module):
@@ -59,19 +60,22 @@ def main(argv=None):
     device = pick(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    from minidit.convert import to_diffusers
+    if not args.no_diffusers and not has_diffusers():
+        print("diffusers is not installed: timing minidit only", flush=True)
+        args.no_diffusers = True
     from minidit.diffusion import create_diffusion, sample_with_guidance
-    from minidit.models import get_model
 
     torch.manual_seed(0)
-    model = get_model(args.model, input_size=args.input_size, in_channels=args.in_channels,
-                      num_classes=args.num_classes)
+    model = build_model(args.model, device, input_size=args.input_size, in_channels=args.in_channels,
+                        num_classes=args.num_classes)
     with torch.no_grad():
         for prm in model.parameters():
             if prm.requires_grad and not prm.any():
                 prm.normal_(0, 0.02)
     models = {"minidit": model.to(device).eval()}
     if not args.no_diffusers:
+        from minidit.convert import to_diffusers
+
         models["diffusers"] = DiffusersAsDiT(to_diffusers(model).to(device).eval(), args.num_classes,
                                              args.in_channels)
     shape = (args.num_samples, args.in_channels, args.input_size, args.input_size)

@@ -9,7 +9,9 @@ bf16 autocast when asked), ``zero_grad -> backward -> AdamW step -> EMA update``
     bf16            bf16 autocast, fp32 master weights, fp32 loss
     grad-ckpt       activation checkpointing per block (memory for compute)
     compile         torch.compile(model)
+    bf16-fused      bf16 + fused AdamW, eager (``fast`` without compile: isolates what compile adds)
     fast            bf16 + compile + fused AdamW (what to use on a GPU)
+    fast-ckpt       fast + gradient checkpointing (for a batch whose activations do not fit otherwise)
 
 Printed per variant: images/s (median), the median time ratio to the baseline (same repetition,
 so the same load), peak memory, and on a GPU the MFU from ``count_gflops``. Memory: on CUDA
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from _common import (emit, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops, pick,
+from _common import (build_model, emit, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops, pick,
                      rss_mib, sync, table, timed)
 
 VARIANTS = {
@@ -43,7 +45,9 @@ VARIANTS = {
     "bf16": ("bf16", False, False, "foreach", "foreach"),
     "grad-ckpt": ("fp32", False, True, "foreach", "foreach"),
     "compile": ("fp32", True, False, "foreach", "foreach"),
+    "bf16-fused": ("bf16", False, False, "fused", "foreach"),
     "fast": ("bf16", True, False, "fused", "foreach"),
+    "fast-ckpt": ("bf16", True, True, "fused", "foreach"),
 }
 
 
@@ -57,14 +61,13 @@ def loop_ema(ema_params, params, decay):
 def build_step(name: str, args, device: torch.device):
     """Model, optimizer, EMA and inputs of one variant; returns a function doing one training step."""
     from minidit.diffusion import create_diffusion
-    from minidit.models import get_model
     from minidit.training.ema import create_ema, ema_pairs, update_ema
     from minidit.training.objective import diffusion_loss
 
     precision, compiled, ckpt, optim, ema_kind = VARIANTS[name]
     torch.manual_seed(0)
-    model = get_model(args.model, input_size=args.input_size, in_channels=args.in_channels,
-                      num_classes=args.num_classes, grad_checkpointing=ckpt).to(device)
+    model = build_model(args.model, device, input_size=args.input_size, in_channels=args.in_channels,
+                        num_classes=args.num_classes, grad_checkpointing=ckpt)
     ema = create_ema(model)
     ema_list, param_list = ema_pairs(ema, model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -140,7 +143,7 @@ def main(argv=None):
     p.add_argument("--in-channels", type=int, default=4)
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
-                   help="default: all on a GPU; on CPU all but 'compile' and 'fast' (each compile takes "
+                   help="default: all on a GPU; on CPU those without compile (each compile takes "
                         "minutes on a 2-core CPU: add them by name)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2,
@@ -161,7 +164,7 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if args.variants is None:
-        args.variants = [v for v in VARIANTS if device.type == "cuda" or v not in ("compile", "fast")]
+        args.variants = [v for v in VARIANTS if device.type == "cuda" or not VARIANTS[v][1]]
     interleave = args.interleave if args.interleave is not None else device.type != "cuda"
     from minidit.flops import count_gflops
     from minidit.models import get_model

@@ -1,77 +1,143 @@
 #!/usr/bin/env bash
-# One prepared run for a GPU machine (< 8 minutes on one H100): GPU checks, a 1-GPU torchrun NCCL
-# training run and its resume, and the throughput benchmarks for DiT-XL/2 and DiT-B/4 at 256x256
-# (latent 32x32x4) in bf16, printed as one table at the end (also written to $OUT/gpu_table.md).
+# One prepared run for a GPU machine: the GPU checks, the training-step benchmark for DiT-XL/2
+# (baseline -> bf16 -> compile, MFU), a 1-GPU torchrun NCCL training run (bf16 + compile) and its
+# resume, model throughput for DiT-XL/2 and DiT-B/4 vs diffusers, sampling, and a headline XL/2 run
+# at batch 128. It keeps to a time budget (GPU_CHECK_BUDGET_S, default 520 s): a step that would not
+# fit is skipped and reported, so the summary table is always printed. Everything is logged to
+# $OUT/gpu_check.log and the tables go to $OUT/gpu_table.md.
 #
-#   bash benchmarks/gpu_check.sh                # on the GPU machine, from anywhere
-#   bash benchmarks/gpu_check.sh --cpu-dry-run  # the same steps, tiny sizes, on CPU (checks the script)
+#   bash benchmarks/gpu_check.sh --fetch-wheels   # here (online): diffusers wheels into .whl/ (git-ignored)
+#   bash benchmarks/gpu_check.sh                  # on the GPU machine, from anywhere
+#   bash benchmarks/gpu_check.sh --cpu-dry-run    # the same steps, tiny sizes, on CPU (checks the script)
 #
-# Installs nothing beyond requirements.txt: if the current python cannot import torch, diffusers
-# and minidit, it makes a venv in $OUT/venv from requirements.txt. (The GPU machine has no internet:
-# there, use a python that already has requirements.txt installed, e.g. PYTHON=/path/to/python.)
-set -euo pipefail
+# The GPU machines of this workplace have a python3 with a CUDA torch (2.11 when last seen, not the
+# pinned 2.13: the code runs on both) but no diffusers and no internet. Nothing is installed from the
+# network: if .whl/ holds wheels (from --fetch-wheels, carried along: the device tool's
+# carry=[".whl"]), they are installed into a temporary folder put on PYTHONPATH; without them the
+# comparisons with diffusers are skipped and say so.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-DRY=0
-if [ "${1:-}" = "--cpu-dry-run" ]; then DRY=1; fi
+ROOT=$(pwd)
+MODE=gpu
+case "${1:-}" in
+  --cpu-dry-run) MODE=dry ;;
+  --fetch-wheels) MODE=fetch ;;
+  "") ;;
+  *) echo "usage: bash benchmarks/gpu_check.sh [--cpu-dry-run | --fetch-wheels]"; exit 2 ;;
+esac
+
+PY=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ] && [ $MODE != gpu ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
+
+if [ $MODE = fetch ]; then
+  # the diffusers version the tests use, as a pure-python wheel, and its one dependency missing on
+  # the GPU image (importlib_metadata); the GPU image's python is 3.12
+  VER=$("$PY" -c "import diffusers; print(diffusers.__version__)" 2>/dev/null || echo "")
+  mkdir -p .whl
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+    "diffusers${VER:+==$VER}" importlib_metadata || exit 1
+  ls -l .whl
+  exit 0
+fi
+
 OUT=${OUT:-$(mktemp -d /tmp/minidit-gpu-check.XXXX)}
 mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
-if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then PY=.venv/bin/python; fi
-if ! "$PY" -c "import torch, diffusers, einops, minidit" 2>/dev/null; then
-  echo "== installing requirements.txt into $OUT/venv"
-  python3 -m venv "$OUT/venv" && "$OUT/venv/bin/pip" install -q -r requirements.txt
-  PY="$OUT/venv/bin/python"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  SITE=$(mktemp -d /tmp/minidit-site.XXXX)
+  echo "== installing the carried wheels into $SITE: $(cd .whl && echo *.whl)"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" .whl/*.whl \
+    && export PYTHONPATH="$ROOT:$SITE${PYTHONPATH#"$ROOT"}"
 fi
-TORCHRUN=("$PY" -m torch.distributed.run)
+BUDGET=${GPU_CHECK_BUDGET_S:-$([ $MODE = dry ] && echo 1800 || echo 520)}
 TABLE="$OUT/gpu_table.md"
-: > "$TABLE"
+RUNS=$(mktemp -d /tmp/minidit-gpu-runs.XXXX)  # not under $OUT: run folders are too deep to come back
+SUMMARY=()
 FAILED=()
-step() {  # step NAME TIMEOUT_S CMD...: run, record failure, keep going
-  local name=$1 limit=$2; shift 2
-  echo; echo "== $name"
-  local t0=$SECONDS
-  if timeout "$limit" "$@"; then echo "-- $name: ok ($((SECONDS - t0)) s)"
-  else echo "-- $name: FAILED (exit $?, $((SECONDS - t0)) s)"; FAILED+=("$name"); fi
-}
-"$PY" -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(), '|', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
 
-if [ $DRY = 1 ]; then
+step() {  # step NAME LIMIT_S MIN_S CMD...: run within the budget, record the outcome, keep going
+  local name=$1 limit=$2 need=$3; shift 3
+  local left=$((BUDGET - SECONDS))
+  echo; echo "== $name (t = ${SECONDS} s of ${BUDGET} s)"
+  if [ "$left" -lt "$need" ]; then
+    echo "-- $name: SKIPPED (budget: $left s left, needs about $need s)"
+    SUMMARY+=("| $name | skipped: $left s of the budget left | - |"); return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS rc=0
+  timeout --kill-after=10 "$limit" "$@" || rc=$?
+  if [ $rc = 0 ]; then
+    echo "-- $name: ok ($((SECONDS - t0)) s)"; SUMMARY+=("| $name | ok | $((SECONDS - t0)) |")
+  else
+    local why="exit $rc"; [ $rc = 124 ] && why="timed out after $limit s"
+    echo "-- $name: FAILED ($why)"; SUMMARY+=("| $name | FAILED ($why) | $((SECONDS - t0)) |"); FAILED+=("$name")
+  fi
+}
+
+ENV_LINE=$("$PY" -c "
+import torch, importlib.util as u
+d = 'diffusers ' + __import__('diffusers').__version__ if u.find_spec('diffusers') else 'no diffusers'
+g = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA GPU'
+print(f'{g} | torch {torch.__version__} | {d}')" 2>&1 | tail -1)
+echo "== $ENV_LINE"
+{ echo "## gpu_check.sh ($MODE): $ENV_LINE"; echo; } >> "$TABLE"
+
+if [ $MODE = dry ]; then
   DEV=(--device cpu); TINY=(--input-size 8 --in-channels 1 --num-classes 10)
-  step "gpu checks (dry run)" 300 "$PY" benchmarks/gpu_checks.py "${DEV[@]}" --model DiT-P/2 "${TINY[@]}" --no-compile
-  TRAIN=(--preset digits --device cpu --max-steps 4 --log-every 2 --ckpt-every 2 --num-sampling-steps 5 --grid-columns 1)
-  MODEL_BENCH=(--models DiT-P/2 "${TINY[@]}" --batch-size 4 --reps 2 --warmup 1 --precision fp32 bf16)
-  STEP_BENCH=(--model DiT-P/2 "${TINY[@]}" --batch-size 4 --reps 2 --variants baseline fused-adamw bf16 grad-ckpt)
-  SAMPLE_BENCH=(--model DiT-P/2 "${TINY[@]}" --num-samples 2 --reps 1 --samplers ddim50)
-  NPROC=1
+  CHECKS=(--model DiT-P/2 "${TINY[@]}" --no-compile)
+  STEP_BENCH=(--model DiT-P/2 "${TINY[@]}" --batch-size 4 --reps 2 --warmup 2
+              --variants bf16-fused baseline bf16 fused-adamw grad-ckpt naive-optim)
+  TRAIN=(--preset digits --device cpu --max-steps 4 --log-every 2 --ckpt-every 2 --num-sampling-steps 5
+         --grid-columns 1)
+  MODEL_BENCH=(--models DiT-P/2 DiT-P/4 "${TINY[@]}" --batch-size 4 --reps 2 --warmup 1 --precision bf16 fp32)
+  SAMPLE_BENCH=(--model DiT-P/2 "${TINY[@]}" --num-samples 2 --reps 1 --precision bf16)
+  HEADLINE=(--model DiT-P/2 "${TINY[@]}" --batch-size 8 --reps 2 --warmup 2 --variants bf16-fused)
+  HEADLINE_NAME="headline (dry run: DiT-P/2 bf16 + fused AdamW, batch 8)"
 else
-  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible: use --cpu-dry-run')"
+  if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "no CUDA GPU visible to $PY: use --cpu-dry-run"; exit 1
+  fi
+  nvidia-smi -L 2>/dev/null || true
   DEV=(--device cuda)
-  step "gpu checks" 240 "$PY" benchmarks/gpu_checks.py "${DEV[@]}" --model DiT-B/4
-  TRAIN=(--preset digits --device cuda --max-steps 40 --log-every 10 --ckpt-every 20 --precision bf16 --num-workers 2)
-  MODEL_BENCH=(--models DiT-XL/2 DiT-B/4 --batch-size 64 --reps 10 --warmup 3 --precision bf16 fp32)
-  STEP_BENCH=(--model DiT-XL/2 --batch-size 32 --reps 8 --warmup 3 --variants baseline naive-optim fused-adamw bf16 grad-ckpt fast)
+  CHECKS=(--model DiT-B/4)
+  # batch 64: every variant fits in 80 GB (fp32 XL/2 needs about 0.5 GB of activations per image)
+  STEP_BENCH=(--model DiT-XL/2 --batch-size 64 --reps 6 --warmup 3
+              --variants fast baseline bf16-fused bf16 fused-adamw grad-ckpt naive-optim)
+  TRAIN=(--preset digits --device cuda --max-steps 40 --log-every 10 --ckpt-every 20 --precision bf16 --compile
+         --num-workers 2)
+  MODEL_BENCH=(--models DiT-XL/2 DiT-B/4 --batch-size 64 --reps 8 --warmup 3 --precision bf16 fp32)
   SAMPLE_BENCH=(--model DiT-XL/2 --num-samples 32 --reps 1 --precision bf16)
-  NPROC=1
+  HEADLINE=(--model DiT-XL/2 --batch-size 128 --reps 6 --warmup 3 --variants fast)
+  HEADLINE_NAME="headline: DiT-XL/2 bf16 + compile + fused AdamW, batch 128"
 fi
+
+# most informative first: correctness, then the training step the issue's goal is about
+step "GPU checks (diffusers, bf16, compile, grad ckpt, no syncs)" 150 60 \
+  "$PY" benchmarks/gpu_checks.py "${DEV[@]}" "${CHECKS[@]}"
+step "training step benchmark" 210 120 "$PY" benchmarks/bench_train_step.py "${DEV[@]}" "${STEP_BENCH[@]}" --out "$TABLE"
 
 # a 1-GPU torchrun run (NCCL on a GPU, gloo on CPU), then --resume from its last checkpoint
-RUNS="$OUT/runs"
-step "torchrun train" 240 "${TORCHRUN[@]}" --standalone --nproc_per_node $NPROC -m minidit.train "${TRAIN[@]}" --results-dir "$RUNS"
-LAST_STEP=$(grep -o -- '--max-steps [0-9]*' <<< "${TRAIN[*]}" | awk '{print $2}')
-step "torchrun resume" 240 "${TORCHRUN[@]}" --standalone --nproc_per_node $NPROC -m minidit.train "${TRAIN[@]}" \
-  --results-dir "$RUNS" --resume latest --max-steps $((LAST_STEP * 2))
-step "resumed checkpoint reached step $((LAST_STEP * 2))" 60 "$PY" -c "
-import sys, torch; sys.path.insert(0, '.')
+LAST=$(grep -o -- '--max-steps [0-9]*' <<< "${TRAIN[*]}" | awk '{print $2}')
+step "torchrun training run" 120 40 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 \
+  -m minidit.train "${TRAIN[@]}" --results-dir "$RUNS"
+step "torchrun resume to step $((LAST * 2))" 90 30 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 \
+  -m minidit.train "${TRAIN[@]}" --results-dir "$RUNS" --resume latest --max-steps $((LAST * 2))
+step "resumed run's last checkpoint is step $((LAST * 2))" 30 10 "$PY" -c "
+import sys, torch
 from minidit.training.checkpoint import find_latest
 p = find_latest('$RUNS'); ck = torch.load(p, map_location='cpu', weights_only=False)
-print(p, 'step', ck['step']); sys.exit(0 if ck['step'] == $((LAST_STEP * 2)) else 1)"
+print(p, 'step', ck['step']); sys.exit(0 if ck['step'] == $((LAST * 2)) else 1)"
 
-step "model throughput" 300 "$PY" benchmarks/bench_model.py "${DEV[@]}" "${MODEL_BENCH[@]}" --out "$TABLE"
-step "training step" 300 "$PY" benchmarks/bench_train_step.py "${DEV[@]}" "${STEP_BENCH[@]}" --out "$TABLE"
-step "sampling" 180 "$PY" benchmarks/bench_sampling.py "${DEV[@]}" "${SAMPLE_BENCH[@]}" --out "$TABLE"
+step "model throughput" 150 60 "$PY" benchmarks/bench_model.py "${DEV[@]}" "${MODEL_BENCH[@]}" --out "$TABLE"
+step "sampling" 120 45 "$PY" benchmarks/bench_sampling.py "${DEV[@]}" "${SAMPLE_BENCH[@]}" --out "$TABLE"
+step "$HEADLINE_NAME" 150 100 \
+  "$PY" benchmarks/bench_train_step.py "${DEV[@]}" "${HEADLINE[@]}" --out "$TABLE"
 
-echo; echo "================ results ($TABLE)"
+{ echo; echo "### Steps"; echo; echo "| step | result | seconds |"; echo "|---|---|---|"
+  printf '%s\n' "${SUMMARY[@]}"; } >> "$TABLE"
+echo; echo "================ results ($TABLE, log $OUT/gpu_check.log; ${SECONDS} s in all)"
 cat "$TABLE"
 if [ ${#FAILED[@]} -gt 0 ]; then echo; echo "FAILED: ${FAILED[*]}"; exit 1; fi
-echo; echo "all steps passed"
+echo; echo "no step failed"

@@ -109,3 +109,19 @@ def test_bf16_autocast_and_grad_checkpointing_train_with_fp32_master_weights(tmp
     assert all(v.dtype == torch.float32 for v in ck["model"].values())
     rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert torch.isfinite(torch.tensor(rec["loss"]))
+
+
+def test_compiled_training_saves_plain_keys_and_resumes_without_compile(tmp_path):
+    """``--compile`` wraps the model in ``torch.compile``; the checkpoint must still hold the plain
+    module's keys (no ``_orig_mod.`` prefix), so an eager run, sampling or ``to_diffusers`` can load it."""
+    from minidit.models import get_model
+
+    run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "2", "--compile"])
+    last = list_checkpoints(run / "checkpoints")[-1][1]
+    ck = load_checkpoint(last)
+    plain = get_model("DiT-P/2", input_size=8, in_channels=1, num_classes=10).state_dict()
+    assert list(ck["model"]) == list(plain) and list(ck["ema"]) == list(plain)
+    rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert torch.isfinite(torch.tensor(rec["loss"]))
+    resumed = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--resume", str(last), "--max-steps", "3"])
+    assert resumed == run and [s for s, _ in list_checkpoints(run / "checkpoints")][-1] == 3
