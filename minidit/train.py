@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> Path | None:
 
 
 def train(args: Namespace, info: DistInfo, resumed: dict | None, resume_path: Path | None) -> Path | None:
+    if args.threads:
+        # PyTorch's OpenMP threads spin at barriers when the cores are busy with other jobs; tiny
+        # models also gain little from a second thread (benchmarks/README.md measures both)
+        torch.set_num_threads(args.threads)
     if info.device.type == "cuda":
         # TF32 matmuls and convolutions on Ampere+ (the official code allows them too)
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -87,7 +91,9 @@ def train(args: Namespace, info: DistInfo, resumed: dict | None, resume_path: Pa
     n_params = sum(p.numel() for p in raw_model.parameters())
     logger.info(f"run folder {run_dir}; {args.model} ({n_params:,} parameters) on {args.dataset} "
                 f"({len(dataset)} images, {dataset.num_classes} classes), input {tuple(shape)}, "
-                f"{info.world_size} process(es) on {device}, global batch {args.global_batch_size}")
+                f"{info.world_size} process(es) on {device}"
+                f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}, "
+                f"global batch {args.global_batch_size}")
 
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP

@@ -125,3 +125,16 @@ def test_compiled_training_saves_plain_keys_and_resumes_without_compile(tmp_path
     assert torch.isfinite(torch.tensor(rec["loss"]))
     resumed = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--resume", str(last), "--max-steps", "3"])
     assert resumed == run and [s for s, _ in list_checkpoints(run / "checkpoints")][-1] == 3
+
+
+def test_threads_flag_sets_the_cpu_threads_and_is_not_part_of_the_recipe(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "1", "--threads", "1"])
+        assert torch.get_num_threads() == 1
+        assert "1 process(es) on cpu (1 threads)" in (run / "log.txt").read_text()
+    finally:
+        torch.set_num_threads(before)
+    # a runtime setting: a checkpoint's recipe never carries it into a resumed run
+    from minidit.training.config import RUNTIME_KEYS
+    assert "threads" in RUNTIME_KEYS

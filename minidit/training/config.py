@@ -27,11 +27,11 @@ DEFAULTS: dict = dict(
     precision="fp32", compile=False, grad_checkpointing=False, sample_every=0, latents=None,
     cfg_scale=4.0, num_sampling_steps=250, sampler="ddpm", keep_last=2, milestone_every=None,
     class_dropout_prob=0.1, learn_sigma=True, train_samples=None, device=None, peak_tflops=None,
-    grid_columns=8, debug_nan_at_step=None,
+    grid_columns=8, debug_nan_at_step=None, threads=None,
 )
 
 # Keys that describe *how this process runs*, not the recipe: never taken from a checkpoint.
-RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile"}
+RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile", "threads"}
 
 
 def _optional_int(text: str) -> int:
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--global-seed", type=int, help="seed; rank r uses global_seed * world_size + r")
     g.add_argument("--vae", type=str, help="ema | mse (SD VAE), tiny, a local diffusers folder, or none (pixel space)")
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes per rank")
+    g.add_argument("--threads", type=int, help="CPU threads of this process (torch.set_num_threads); "
+                   "1 is fastest for the tiny presets on a machine other jobs share")
     g.add_argument("--log-every", type=int, help="log every N steps")
     g.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
     g = p.add_argument_group("minidit")
