@@ -77,8 +77,11 @@ step() {  # step NAME LIMIT_S MIN_S CMD...: run within the budget, record the ou
 }
 
 ENV_LINE=$("$PY" -c "
-import torch, importlib.util as u
-d = 'diffusers ' + __import__('diffusers').__version__ if u.find_spec('diffusers') else 'no diffusers'
+import torch
+try:
+    import diffusers; d = 'diffusers ' + diffusers.__version__
+except ImportError:
+    d = 'no diffusers'
 g = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA GPU'
 print(f'{g} | torch {torch.__version__} | {d}')" 2>&1 | tail -1)
 echo "== $ENV_LINE"
@@ -87,12 +90,12 @@ echo "== $ENV_LINE"
 if [ $MODE = dry ]; then
   DEV=(--device cpu); TINY=(--input-size 8 --in-channels 1 --num-classes 10)
   CHECKS=(--model DiT-P/2 "${TINY[@]}" --no-compile)
-  STEP_BENCH=(--model DiT-P/2 "${TINY[@]}" --batch-size 4 --reps 2 --warmup 2
+  STEP_BENCH=(--model DiT-P/2 "${TINY[@]}" --batch-size 4 --reps 1 --warmup 2
               --variants bf16-fused baseline bf16 fused-adamw grad-ckpt naive-optim)
   TRAIN=(--preset digits --device cpu --max-steps 4 --log-every 2 --ckpt-every 2 --num-sampling-steps 5
          --grid-columns 1)
-  MODEL_BENCH=(--models DiT-P/2 DiT-P/4 "${TINY[@]}" --batch-size 4 --reps 2 --warmup 1 --precision bf16 fp32)
-  SAMPLE_BENCH=(--model DiT-P/2 "${TINY[@]}" --num-samples 2 --reps 1 --precision bf16)
+  MODEL_BENCH=(--models DiT-P/2 DiT-P/4 "${TINY[@]}" --batch-size 4 --reps 1 --warmup 0 --precision bf16 fp32)
+  SAMPLE_BENCH=(--model DiT-P/2 "${TINY[@]}" --num-samples 2 --reps 1 --warmup 0 --precision bf16)
   HEADLINE=(--model DiT-P/2 "${TINY[@]}" --batch-size 8 --reps 2 --warmup 2 --variants bf16-fused)
   HEADLINE_NAME="headline (dry run: DiT-P/2 bf16 + fused AdamW, batch 8)"
 else
