@@ -12,6 +12,10 @@ bf16 autocast when asked), ``zero_grad -> backward -> AdamW step -> EMA update``
     bf16-fused      bf16 + fused AdamW, eager (``fast`` without compile: isolates what compile adds)
     fast            bf16 + compile + fused AdamW (what to use on a GPU)
     fast-ckpt       fast + gradient checkpointing (for a batch whose activations do not fit otherwise)
+    official        the official train.py's per-step work: fp32, eager, AdamW(foreach), a per-tensor
+                    EMA loop, and the Stable Diffusion VAE encoding the 8x larger images EVERY step
+                    (an AutoencoderKL of SD's shape with random weights: the same cost, no download;
+                    needs diffusers and --in-channels 4). The anchor the issue compares against.
 
 Printed per variant: images/s (median), the median time ratio to the baseline (same repetition,
 so the same load), peak memory, and on a GPU the MFU from ``count_gflops``. Memory: on CUDA
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from _common import (build_model, emit, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops, pick,
+from _common import (build_model, emit, has_diffusers, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops, pick,
                      rss_mib, sync, table, timed)
 
 VARIANTS = {
@@ -48,7 +52,21 @@ VARIANTS = {
     "bf16-fused": ("bf16", False, False, "fused", "foreach"),
     "fast": ("bf16", True, False, "fused", "foreach"),
     "fast-ckpt": ("bf16", True, True, "fused", "foreach"),
+    "official": ("fp32", False, False, "foreach", "loop"),
 }
+ENCODES_IMAGES = {"official"}  # variants that run the VAE encoder on images every step
+
+
+def sd_shaped_vae(device: torch.device):
+    """An ``AutoencoderKL`` with Stable Diffusion's layout (sd-vae-ft-ema's config: 4 levels of
+    128/256/512/512 channels, 2 ResNet blocks each, 4 latent channels), randomly initialised."""
+    from diffusers import AutoencoderKL
+
+    with torch.device(device):
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+                            block_out_channels=(128, 256, 512, 512), norm_num_groups=32,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    return vae.eval().requires_grad_(False)
 
 
 def loop_ema(ema_params, params, decay):
@@ -78,11 +96,24 @@ def build_step(name: str, args, device: torch.device):
     diffusion = create_diffusion("", learn_sigma=True)
     g = torch.Generator(device="cpu").manual_seed(1)
     x = torch.randn(args.batch_size, args.in_channels, args.input_size, args.input_size, generator=g).to(device)
+    encode = None
+    if name in ENCODES_IMAGES:
+        if args.in_channels != 4:
+            raise SystemExit(f"variant {name!r} encodes images with a 4-channel VAE: use --in-channels 4")
+        vae = sd_shaped_vae(device)
+        side = 8 * args.input_size  # the VAE downsamples 8x: 32x32 latents <- 256x256 images
+        # (N, 3, 8H, 8W) images in [-1, 1]
+        images = (torch.rand(args.batch_size, 3, side, side, generator=g) * 2 - 1).to(device)
+
+        def encode():
+            with torch.no_grad():
+                # z = 0.18215 * a sample of the VAE posterior, as the official loop does every step
+                return vae.encode(images).latent_dist.sample().mul_(0.18215)
     y = torch.randint(0, args.num_classes, (args.batch_size,), generator=g).to(device)
     model.train()
 
     def step():
-        losses = diffusion_loss(diffusion, net, x, y, precision=precision)
+        losses = diffusion_loss(diffusion, net, x if encode is None else encode(), y, precision=precision)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         opt.step()
@@ -143,8 +174,8 @@ def main(argv=None):
     p.add_argument("--in-channels", type=int, default=4)
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
-                   help="default: all on a GPU; on CPU those without compile (each compile takes "
-                        "minutes on a 2-core CPU: add them by name)")
+                   help="default: all on a GPU; on CPU those without compile or the VAE (each compile "
+                        "takes a minute or more on a 2-core CPU: add them by name)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2,
                    help="untimed steps per variant, at least 2 (the first compiles, the second measures memory)")
@@ -164,7 +195,10 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if args.variants is None:
-        args.variants = [v for v in VARIANTS if device.type == "cuda" or not VARIANTS[v][1]]
+        args.variants = [v for v in VARIANTS if device.type == "cuda" or not (VARIANTS[v][1] or v in ENCODES_IMAGES)]
+    if not has_diffusers() and any(v in ENCODES_IMAGES for v in args.variants):
+        print(f"diffusers is not installed: leaving out {sorted(ENCODES_IMAGES)} (they need its AutoencoderKL)")
+        args.variants = [v for v in args.variants if v not in ENCODES_IMAGES]
     interleave = args.interleave if args.interleave is not None else device.type != "cuda"
     from minidit.flops import count_gflops
     from minidit.models import get_model

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One prepared run for a GPU machine: the GPU checks, the training-step benchmark for DiT-XL/2
-# (baseline -> bf16 -> compile, MFU), a 1-GPU torchrun NCCL training run (bf16 + compile) and its
-# resume, model throughput for DiT-XL/2 and DiT-B/4 vs diffusers, sampling, and a headline XL/2 run
-# at batch 128. It keeps to a time budget (GPU_CHECK_BUDGET_S, default 520 s): a step that would not
-# fit is skipped and reported, so the summary table is always printed. Everything is logged to
+# One prepared run for a GPU machine: the GPU checks; the training-step benchmark for DiT-XL/2
+# (the official loop's per-step work with its VAE, then baseline -> bf16 -> compile, with MFU); a
+# 1-GPU torchrun NCCL training run (bf16 + compile) and its resume; model throughput for DiT-XL/2
+# and DiT-B/4 vs diffusers; sampling; and a headline XL/2 run at batch 128. It keeps to a time
+# budget (GPU_CHECK_BUDGET_S, default 520 s): a step that would not fit is skipped and reported, so
+# the summary table is always printed. Everything is logged to
 # $OUT/gpu_check.log and the tables go to $OUT/gpu_table.md.
 #
 #   bash benchmarks/gpu_check.sh --fetch-wheels   # here (online): diffusers wheels into .whl/ (git-ignored)
@@ -90,8 +91,8 @@ echo "== $ENV_LINE"
 if [ $MODE = dry ]; then
   DEV=(--device cpu); TINY=(--input-size 8 --in-channels 1 --num-classes 10)
   CHECKS=(--model DiT-P/2 "${TINY[@]}" --no-compile)
-  STEP_BENCH=(--model DiT-P/2 "${TINY[@]}" --batch-size 4 --reps 1 --warmup 2
-              --variants bf16-fused baseline bf16 fused-adamw grad-ckpt naive-optim)
+  STEP_BENCH=(--model DiT-P/2 --input-size 8 --in-channels 4 --num-classes 10 --batch-size 4 --reps 1 --warmup 2
+              --variants bf16-fused official baseline bf16 fused-adamw grad-ckpt naive-optim)
   TRAIN=(--preset digits --device cpu --max-steps 4 --log-every 2 --ckpt-every 2 --num-sampling-steps 5
          --grid-columns 1)
   MODEL_BENCH=(--models DiT-P/2 DiT-P/4 "${TINY[@]}" --batch-size 4 --reps 1 --warmup 0 --precision bf16 fp32)
@@ -107,7 +108,7 @@ else
   CHECKS=(--model DiT-B/4)
   # batch 64: every variant fits in 80 GB (fp32 XL/2 needs about 0.5 GB of activations per image)
   STEP_BENCH=(--model DiT-XL/2 --batch-size 64 --reps 6 --warmup 3
-              --variants fast baseline bf16-fused bf16 fused-adamw grad-ckpt naive-optim)
+              --variants fast official baseline bf16-fused bf16 fused-adamw grad-ckpt naive-optim)
   TRAIN=(--preset digits --device cuda --max-steps 40 --log-every 10 --ckpt-every 20 --precision bf16 --compile
          --num-workers 2)
   MODEL_BENCH=(--models DiT-XL/2 DiT-B/4 --batch-size 64 --reps 8 --warmup 3 --precision bf16 fp32)

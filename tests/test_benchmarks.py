@@ -42,6 +42,7 @@ def test_gpu_check_dry_run_passes_every_step_and_writes_the_tables(tmp_path):
         assert heading in table
     # the training-step table has a row per variant asked for, the diffusers comparison ran
     assert "| bf16-fused | bf16 | no | no | fused |" in table and "| naive-optim | fp32 |" in table
+    assert "| official | fp32 | no | no | foreach | loop |" in table  # with the VAE every step
     assert "[PASS] minidit == diffusers" in r.stdout
     assert (tmp_path / "gpu_check.log").read_text().count("-- ") >= 8
 
