@@ -221,6 +221,8 @@ def main(argv=None):
             times.update(interleaved({name: step}, device, args.reps, max(0, args.warmup - 2), args.clock))
             print(f"  {args.batch_size / median(times[name]):.2f} images/s", flush=True)
             del step, model
+            if VARIANTS[name][1]:
+                torch._dynamo.reset()  # drop the compiled graphs (and what they hold) before the next variant
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if interleave:
