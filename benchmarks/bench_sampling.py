@@ -72,7 +72,7 @@ def main(argv=None):
         for prm in model.parameters():
             if prm.requires_grad and not prm.any():
                 prm.normal_(0, 0.02)
-    models = {"minidit": model.to(device).eval()}
+    models = {"minidit": model.eval()}  # built on the device already
     if not args.no_diffusers:
         from minidit.convert import to_diffusers
 

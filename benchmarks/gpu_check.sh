@@ -50,7 +50,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   SITE=$(mktemp -d /tmp/minidit-site.XXXX)
   echo "== installing the carried wheels into $SITE: $(cd .whl && echo *.whl)"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" .whl/*.whl \
-    && export PYTHONPATH="$ROOT:$SITE${PYTHONPATH#"$ROOT"}"
+    && export PYTHONPATH="$ROOT:$SITE${PYTHONPATH#"$ROOT"}"  # the repo, then the wheels, then the rest
 fi
 BUDGET=${GPU_CHECK_BUDGET_S:-$([ $MODE = dry ] && echo 1800 || echo 520)}
 TABLE="$OUT/gpu_table.md"
