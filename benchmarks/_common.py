@@ -47,6 +47,18 @@ def pick(device_arg: str | None) -> torch.device:
     return pick_device(device_arg)
 
 
+def setup(args) -> torch.device:
+    """The benchmarks' common start: ``--threads``, the device, and on CUDA the TF32 matmuls and
+    convolutions the trainer allows too (so fp32 figures are the trainer's fp32)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -176,6 +188,13 @@ def has_diffusers() -> bool:
     except ImportError:
         return False
     return True
+
+
+def minidit_only_without_diffusers(args) -> None:
+    """Set ``args.no_diffusers`` when diffusers is missing, and say so (nothing is invented)."""
+    if not args.no_diffusers and not has_diffusers():
+        print("diffusers is not installed: timing minidit only", flush=True)
+        args.no_diffusers = True
 
 
 def build_model(name: str, device: torch.device, **kwargs):

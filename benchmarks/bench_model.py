@@ -25,8 +25,8 @@ import argparse
 
 import torch
 
-from _common import (autocast, build_model, emit, has_diffusers, interleaved, machine_line, median, mfu,
-                     paired_ratio, peak_tflops, pick, table)
+from _common import (autocast, build_model, emit, interleaved, machine_line, median, mfu,
+                     minidit_only_without_diffusers, paired_ratio, peak_tflops, setup, table)
 
 
 def build_pair(name: str, args, device: torch.device):
@@ -125,15 +125,8 @@ def main(argv=None):
     p.add_argument("--no-diffusers", action="store_true",
                    help="time minidit only (automatic when diffusers is not installed)")
     args = p.parse_args(argv)
-    if not args.no_diffusers and not has_diffusers():
-        print("diffusers is not installed: timing minidit only", flush=True)
-        args.no_diffusers = True
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    minidit_only_without_diffusers(args)
+    device = setup(args)
     emit(f"\n### Model throughput, minidit vs diffusers (batch {args.batch_size}, "
          f"{args.input_size}x{args.input_size}x{args.in_channels} input)\n\n{machine_line(device, args.clock)}\n", args.out)
     emit(matmul_ceiling(args.models[0], args, device, args.clock) + "\n", args.out)

@@ -16,8 +16,8 @@ import argparse
 import torch
 from torch import nn
 
-from _common import (autocast, build_model, emit, has_diffusers, interleaved, machine_line, median, paired_ratio,
-                     pick, table)
+from _common import (autocast, build_model, emit, interleaved, machine_line, median, minidit_only_without_diffusers,
+                     paired_ratio, setup, table)
 
 
 class DiffusersAsDiT(nn.Module):
@@ -55,14 +55,8 @@ def main(argv=None):
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-    if not args.no_diffusers and not has_diffusers():
-        print("diffusers is not installed: timing minidit only", flush=True)
-        args.no_diffusers = True
+    device = setup(args)
+    minidit_only_without_diffusers(args)
     from minidit.diffusion import create_diffusion, sample_with_guidance
 
     torch.manual_seed(0)

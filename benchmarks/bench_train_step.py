@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import time
 from pathlib import Path
 
 import torch
 
-from _common import (build_model, emit, has_diffusers, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops, pick,
-                     rss_mib, sync, table, timed)
+from _common import (build_model, emit, has_diffusers, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops,
+                     rss_mib, setup, sync, table, timed)
 
 VARIANTS = {
     # name: (precision, compile, grad checkpointing, optimizer implementation, EMA implementation)
@@ -188,12 +187,7 @@ def main(argv=None):
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = setup(args)
     if args.variants is None:
         args.variants = [v for v in VARIANTS if device.type == "cuda" or not (VARIANTS[v][1] or v in ENCODES_IMAGES)]
     if not has_diffusers() and any(v in ENCODES_IMAGES for v in args.variants):
