@@ -13,7 +13,6 @@ Cached as one JSON per (variant, seed) like the scaling grid.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -190,38 +189,29 @@ def reuse_scaling_runs(specs, out: Path, smoke: bool) -> None:
 
 
 def main(argv=None) -> list[dict]:
-    from minidit.env import smoke as smoke_env
     from minidit.models import CONDITIONINGS
 
-    from .common import load_results, run_grid, threads_from_env
+    from .common import grid_main
 
     args = build_parser().parse_args(argv)
-    smoke = args.smoke or smoke_env()
-    threads_from_env(args.threads)
-    out = Path(args.out) if args.out else default_out(smoke)
-    if args.report:
-        results = load_results(out)
-        print(summarize(results))
-        return results
-    cfg = dict(SMOKE) if smoke else dict(model="DiT-P/2", steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64,
-                                         fid_samples=500, sampling_steps=50, warmup_steps=100,
-                                         sweep_steps=(10, 25, 50))
-    for key in ("model", "steps", "batch_size", "fid_samples", "sampling_steps"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    bad = [v for v in variants if v not in CONDITIONINGS]
-    if bad:
-        raise SystemExit(f"error: unknown conditioning variant(s) {bad}; choose from {list(CONDITIONINGS)}")
-    seeds = tuple(int(s) for s in args.seeds.split(","))
-    specs = ablation_specs(seeds=seeds, cfg_scale=args.cfg_scale, variants=variants, **cfg)
-    reuse_scaling_runs(specs, out, smoke)
-    t0 = time.time()
-    results = run_grid(specs, out, desc="conditioning ablation")
-    print(summarize(results))
-    print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
-    return results
 
+    def make_specs(smoke: bool, out: Path) -> list:
+        cfg = dict(SMOKE) if smoke else dict(model="DiT-P/2", steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64,
+                                             fid_samples=500, sampling_steps=50, warmup_steps=100,
+                                             sweep_steps=(10, 25, 50))
+        for key in ("model", "steps", "batch_size", "fid_samples", "sampling_steps"):
+            if getattr(args, key) is not None:
+                cfg[key] = getattr(args, key)
+        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+        bad = [v for v in variants if v not in CONDITIONINGS]
+        if bad:
+            raise SystemExit(f"error: unknown conditioning variant(s) {bad}; choose from {list(CONDITIONINGS)}")
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        specs = ablation_specs(seeds=seeds, cfg_scale=args.cfg_scale, variants=variants, **cfg)
+        reuse_scaling_runs(specs, out, smoke)
+        return specs
+
+    return grid_main(args, default_out, summarize, make_specs, desc="conditioning ablation")
 
 if __name__ == "__main__":
     main()

@@ -307,3 +307,26 @@ def threads_from_env(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
 
+
+def grid_main(args, default_out, summarize, make_specs, desc: str) -> list[dict]:
+    """The command line the scaling and ablation scripts share.
+
+    ``--report`` prints the table of the runs cached in the output folder. Otherwise the grid that
+    ``make_specs(smoke, out)`` returns is run (runs already cached there are skipped, so an
+    interrupted grid resumes) and the table is printed.
+    """
+    from minidit.env import smoke as smoke_env
+
+    smoke = args.smoke or smoke_env()
+    threads_from_env(args.threads)
+    out = Path(args.out) if args.out else default_out(smoke)
+    if args.report:
+        results = load_results(out)
+        print(summarize(results))
+        return results
+    specs = make_specs(smoke, out)
+    t0 = time.time()
+    results = run_grid(specs, out, desc=desc)
+    print(summarize(results))
+    print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
+    return results

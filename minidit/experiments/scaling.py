@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -230,44 +229,33 @@ def default_out(smoke: bool) -> Path:
 
 
 def main(argv=None) -> list[dict]:
-    from minidit.env import smoke as smoke_env
-
-    from .common import load_results, run_grid, threads_from_env
+    from .common import grid_main
 
     args = build_parser().parse_args(argv)
-    smoke = args.smoke or smoke_env()
-    threads_from_env(args.threads)
-    out = Path(args.out) if args.out else default_out(smoke)
-    if args.report:
-        results = load_results(out)
-        print(summarize(results))
-        return results
-    cfg = dict(SMOKE) if smoke else dict(steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64, fid_samples=500,
-                                         sampling_steps=50, sweep_steps=(10, 25, 50), warmup_steps=100)
-    if args.models is None:
-        models = SMOKE_MODELS if smoke else NORMAL_MODELS
-    elif args.models == "all":
-        models = ALL_MODELS
-    else:
-        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    from minidit.models import DiT_models
 
-    unknown = [m for m in models if m not in DiT_models]
-    if unknown:
-        raise SystemExit(f"error: unknown model(s) {unknown}; e.g. {', '.join(ALL_MODELS)}")
-    for key in ("steps", "batch_size", "fid_samples", "sampling_steps"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    if args.sweep_steps:
-        cfg["sweep_steps"] = tuple(int(s) for s in args.sweep_steps.split(","))
-    seeds = tuple(int(s) for s in args.seeds.split(","))
-    specs = grid_specs(models, seeds=seeds, cfg_scale=args.cfg_scale, **cfg)
-    t0 = time.time()
-    results = run_grid(specs, out, desc="scaling grid")
-    print(summarize(results))
-    print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
-    return results
+    def make_specs(smoke: bool, out: Path) -> list:
+        cfg = dict(SMOKE) if smoke else dict(steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64, fid_samples=500,
+                                             sampling_steps=50, sweep_steps=(10, 25, 50), warmup_steps=100)
+        if args.models is None:
+            models = SMOKE_MODELS if smoke else NORMAL_MODELS
+        elif args.models == "all":
+            models = ALL_MODELS
+        else:
+            models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        from minidit.models import DiT_models
 
+        unknown = [m for m in models if m not in DiT_models]
+        if unknown:
+            raise SystemExit(f"error: unknown model(s) {unknown}; e.g. {', '.join(ALL_MODELS)}")
+        for key in ("steps", "batch_size", "fid_samples", "sampling_steps"):
+            if getattr(args, key) is not None:
+                cfg[key] = getattr(args, key)
+        if args.sweep_steps:
+            cfg["sweep_steps"] = tuple(int(s) for s in args.sweep_steps.split(","))
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        return grid_specs(models, seeds=seeds, cfg_scale=args.cfg_scale, **cfg)
+
+    return grid_main(args, default_out, summarize, make_specs, desc="scaling grid")
 
 if __name__ == "__main__":
     main()
