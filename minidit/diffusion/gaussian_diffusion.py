@@ -29,6 +29,8 @@ from .sampling import SamplingMethods
 
 MEAN_TYPES = ("epsilon", "x_start")
 VAR_TYPES = ("learned_range", "fixed_small", "fixed_large")
+# the official LossType members, lower-cased: the hybrid loss (DiT) or the bound alone
+LOSS_TYPES = ("mse", "rescaled_mse", "kl", "rescaled_kl")
 
 
 def extract_into_tensor(arr: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -50,12 +52,17 @@ class GaussianDiffusion(SamplingMethods):
             ``"fixed_small"`` (the posterior variance beta tilde_t).
         rescale_learned_sigmas: multiply the vb term by ``num_timesteps / 1000`` (the official
             ``RESCALED_MSE`` loss). DiT leaves it off, so does minidit's ``create_diffusion``.
+            Shorthand for ``loss_type="rescaled_mse"``.
+        loss_type: the official ``LossType``, lower-cased: ``"mse"`` (L_simple + L_vlb, DiT),
+            ``"rescaled_mse"``, ``"kl"`` (the bound term L_t alone) or ``"rescaled_kl"``
+            (``num_timesteps * L_t``, what the official ``create_diffusion(use_kl=True)``
+            picks). None: from ``rescale_learned_sigmas``.
         timestep_map: original timestep of each step of this chain (identity if None).
     """
 
     def __init__(self, betas, *, model_mean_type: str = "epsilon",
                  model_var_type: str = "learned_range", rescale_learned_sigmas: bool = False,
-                 timestep_map=None):
+                 loss_type: str | None = None, timestep_map=None):
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or len(betas) == 0 or not ((betas > 0).all() and (betas <= 1).all()):
             raise ValueError("betas must be a non-empty 1-D array with values in (0, 1]")
@@ -63,8 +70,16 @@ class GaussianDiffusion(SamplingMethods):
             raise ValueError(f"model_mean_type must be one of {MEAN_TYPES}, got {model_mean_type!r}")
         if model_var_type not in VAR_TYPES:
             raise ValueError(f"model_var_type must be one of {VAR_TYPES}, got {model_var_type!r}")
+        if loss_type is None:
+            loss_type = "rescaled_mse" if rescale_learned_sigmas else "mse"
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+        if rescale_learned_sigmas and loss_type != "rescaled_mse":
+            raise ValueError(f"rescale_learned_sigmas=True means loss_type='rescaled_mse', but "
+                             f"loss_type={loss_type!r} was also given: pass only one of the two")
         self.model_mean_type, self.model_var_type = model_mean_type, model_var_type
-        self.rescale_learned_sigmas = rescale_learned_sigmas
+        self.loss_type = loss_type
+        self.rescale_learned_sigmas = loss_type == "rescaled_mse"
         self.betas = betas
         self.num_timesteps = T = len(betas)
         self.timestep_map = list(range(T)) if timestep_map is None else [int(s) for s in timestep_map]
@@ -99,6 +114,8 @@ class GaussianDiffusion(SamplingMethods):
                 arr = np.log(self.betas)
             elif name == "log_fixed_large_variance":
                 arr = np.log(self.fixed_large_variance)
+            elif name == "log_one_minus_alphas_cumprod":
+                arr = np.log(1.0 - self.alphas_cumprod)
             else:
                 arr = getattr(self, name)
             self._device_arrays[key] = torch.as_tensor(arr, dtype=dtype, device=t.device)
@@ -124,12 +141,16 @@ class GaussianDiffusion(SamplingMethods):
                 f"With respacing, t indexes the respaced chain (the model still sees the "
                 f"original timestep through timestep_map).")
 
+    def _original_t(self, t: torch.Tensor) -> torch.Tensor:
+        """``timestep_map[t]``: the original timesteps the model (and a cond_fn) was trained on."""
+        key = ("timestep_map", t.device)
+        if key not in self._device_arrays:
+            self._device_arrays[key] = torch.tensor(self.timestep_map, device=t.device)
+        return self._device_arrays[key][t].to(t.dtype)
+
     def _run_model(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs) -> torch.Tensor:
         """Call the model with the ORIGINAL timesteps: ``model(x, timestep_map[t], **kwargs)``."""
-        key = ("timestep_map", x.device)
-        if key not in self._device_arrays:
-            self._device_arrays[key] = torch.tensor(self.timestep_map, device=x.device)
-        out = model(x, self._device_arrays[key][t].to(t.dtype), **(model_kwargs or {}))
+        out = model(x, self._original_t(t), **(model_kwargs or {}))
         self._check_model_output(out, x)
         return out
 
@@ -155,6 +176,22 @@ class GaussianDiffusion(SamplingMethods):
                          f"of shape {tuple(x.shape)}")
 
     # ------------------------------------------------------------------ forward process
+    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor):
+        """``q(x_t | x_0)`` itself: returns ``(mean, variance, log_variance)``, each shaped like x_start.
+
+        ``mean = sqrt(alpha_bar_t) x_0``, ``variance = 1 - alpha_bar_t`` (as the official code,
+        the variances are broadcast to the full shape). ``q_sample`` draws from this Gaussian.
+        """
+        self._check_t(t, x_start)
+        alpha_bar_t = self._extract("alphas_cumprod", t, x_start.ndim)
+        # mean = sqrt(alpha_bar_t) x_0
+        mean = torch.sqrt(alpha_bar_t) * x_start
+        # variance = 1 - alpha_bar_t
+        variance = (1 - alpha_bar_t).expand(x_start.shape)
+        # log(1 - alpha_bar_t), from the float64 table (no log of a rounded difference)
+        log_variance = self._extract("log_one_minus_alphas_cumprod", t, x_start.ndim).expand(x_start.shape)
+        return mean.to(x_start.dtype), variance.to(x_start.dtype), log_variance.to(x_start.dtype)
+
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Diffuse the data: sample ``x_t ~ q(x_t | x_0)`` (see ``noisy_sample``)."""
         self._check_t(t, x_start)
@@ -245,41 +282,60 @@ class GaussianDiffusion(SamplingMethods):
         * ``loss = mse + vb``. As in the official DiT code, ``create_diffusion`` uses the plain MSE
           loss type (``rescale_learned_sigmas=False``): vb is NOT multiplied by
           ``num_timesteps / 1000``, even when training on a respaced chain.
+
+        With ``loss_type`` ``"kl"`` / ``"rescaled_kl"`` (``create_diffusion(use_kl=True)``) the
+        loss is the bound alone, as in the official KL branch: ``loss = L_t`` (times
+        ``num_timesteps`` when rescaled, an estimate of the whole bound), with gradients into the
+        mean AND the variance. ``vb`` is then L_t itself (not rescaled) and ``mse`` is reported
+        detached, for logging only (the official code returns only ``loss`` here).
         """
         self._check_t(t, x_start)
         if noise is None:
             noise = torch.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise=noise)
         model_output = self._run_model(model, x_t, t, model_kwargs)
+        target = noise if self.model_mean_type == "epsilon" else x_start
+        learned = self.model_var_type == "learned_range"
+        # (N, 2C, ...) -> (N, C, ...) twice, or (N, C, ...) and no v
+        eps_or_x0, v = model_output.chunk(2, dim=1) if learned else (model_output, None)
 
-        if self.model_var_type == "learned_range":
-            # (N, 2C, ...) -> (N, C, ...) twice
-            eps_or_x0, v = model_output.chunk(2, dim=1)
+        if self.loss_type in ("kl", "rescaled_kl"):
+            # L_t with gradients into the whole output: the bound trains mean and variance
+            vb = self._vb_terms_bpd(model_output, x_start, x_t, t)["output"]
+            mse = simple_loss(eps_or_x0.detach(), target)
+            vb = vb.to(mse.dtype)
+            # official RESCALED_KL: loss = T * L_t, one term standing for all T of them
+            scale = self.num_timesteps if self.loss_type == "rescaled_kl" else 1
+            return {"loss": vb * scale, "mse": mse, "vb": vb}
+
+        if learned:
             # the bound only trains the variance: the mean part goes in detached
             frozen = torch.cat([eps_or_x0.detach(), v], dim=1)
-            vb = self._vb_terms_bpd(frozen, x_start, x_t, t)
-            if self.rescale_learned_sigmas:
+            vb = self._vb_terms_bpd(frozen, x_start, x_t, t)["output"]
+            if self.loss_type == "rescaled_mse":
                 # official RESCALED_MSE: vb *= T / 1000 (off in DiT)
                 vb = vb * (self.num_timesteps / 1000.0)
         else:
-            eps_or_x0 = model_output
             vb = torch.zeros(x_start.shape[0], device=x_start.device)
-        target = noise if self.model_mean_type == "epsilon" else x_start
         # L_simple = mean_flat((target - prediction)^2)
         mse = simple_loss(eps_or_x0, target)
         vb = vb.to(mse.dtype)
         # L_hybrid = L_simple + L_vlb
         return {"loss": mse + vb, "mse": mse, "vb": vb}
 
-    def _vb_terms_bpd(self, model_output, x_start, x_t, t) -> torch.Tensor:
-        """L_t of the variational bound, in bits per dimension, shape (N,)."""
+    def _vb_terms_bpd(self, model_output, x_start, x_t, t, clip_denoised: bool = False) -> dict:
+        """L_t of the variational bound in bits per dimension: ``{"output": (N,), "pred_xstart"}``.
+
+        ``pred_xstart`` is the model's x_0 estimate behind the reverse step (``calc_bpd_loop``
+        reports its error); both in float64 where the schedule is.
+        """
         true_mean, _ = self._posterior(x_start, x_t, t)
         true_log_var = self._extract("posterior_log_variance_clipped", t, x_t.ndim)
-        out = self._p_from_output(model_output, x_t, t, clip_denoised=False)
+        out = self._p_from_output(model_output, x_t, t, clip_denoised=clip_denoised)
         # L_t = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)), nats -> bits: / log 2
         kl = mean_flat(normal_kl(true_mean, true_log_var, out["mean"], out["log_variance"])) / math.log(2.0)
         # L_0 = -log p(x_0 | x_1), the discretized Gaussian decoder (log sigma = log_var / 2)
         decoder_nll = -discretized_gaussian_log_likelihood(
             x_start, means=out["mean"], log_scales=0.5 * out["log_variance"])
         decoder_nll = mean_flat(decoder_nll) / math.log(2.0)
-        return torch.where(t == 0, decoder_nll, kl)
+        return {"output": torch.where(t == 0, decoder_nll, kl), "pred_xstart": out["pred_xstart"]}

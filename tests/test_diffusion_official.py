@@ -1,0 +1,180 @@
+"""The diffusion API as the official DiT code has it: signatures, ``use_kl``, ``q_mean_variance``,
+DDIM inversion, ``calc_bpd_loop``, classifier guidance (``cond_fn``) and ``forward_with_cfg``'s
+official channel slice.
+
+The official code cannot be imported here, so its semantics are written out in each test as a
+float64 re-statement or a closed form: Gaussians whose exact posterior is known, a data
+distribution whose exact eps is known, linear classifiers whose gradient is known.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from minidit.diffusion import GaussianDiffusion, create_diffusion
+from minidit.diffusion.losses import mean_flat
+
+ALPHA_BAR = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))   # original linear chain, float64
+EMPTY = inspect.Parameter.empty
+
+
+def params(fn):
+    """[(name, default)] of a function's parameters after ``self``."""
+    return [(p.name, p.default) for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+
+
+class RandomEps(torch.nn.Module):
+    """A deterministic stand-in for a trained model, 2C (learned sigma) or C outputs."""
+
+    def __init__(self, channels=3, learn_sigma=True):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        out = (2 if learn_sigma else 1) * channels
+        self.w = torch.nn.Parameter(torch.randn(out, channels, generator=g, dtype=torch.float64) * 0.5)
+        self.b = torch.nn.Parameter(torch.randn(out, generator=g, dtype=torch.float64) * 0.3)
+
+    def forward(self, x, t, y=None):
+        h = torch.einsum("oc,nc...->no...", self.w.to(x.dtype), x)
+        tt = (t.to(x.dtype) / 1000).view(-1, 1, 1, 1)
+        return torch.tanh(h + self.b.to(x.dtype).view(1, -1, 1, 1) * (1 + tt))
+
+
+def knows_x0(x_0, v=-1.0):
+    """The exact model for a dataset of one point x_0: the true eps, and v = -1 (variance beta tilde)."""
+    ab = torch.from_numpy(ALPHA_BAR)
+
+    def model(x, t, y=None):
+        a = ab[t].view(-1, 1, 1, 1).to(x.dtype)
+        # eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)
+        eps = (x - a.sqrt() * x_0) / (1 - a).sqrt()
+        return torch.cat([eps, torch.full_like(eps, v)], dim=1)
+    return model
+
+
+def gaussian_data_eps(mu, s):
+    """The exact eps-model for data x_0 ~ N(mu, s^2) in every dimension (fixed variance).
+
+    x_t ~ N(sqrt(ab) mu, ab s^2 + 1 - ab), so E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab).
+    """
+    ab = torch.from_numpy(ALPHA_BAR)
+
+    def model(x, t, y=None):
+        a = ab[t].view(-1, 1, 1, 1).to(x.dtype)
+        return (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * s ** 2 + 1 - a)
+    return model
+
+
+def eight_bit(shape, seed=0):
+    """8-bit data in [-1, 1], with both edge values present (the decoder's open-ended bins)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, shape, generator=g).double() / 127.5 - 1
+    x.view(-1)[:2] = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    return x
+
+
+def tanh_cdf(z):
+    """The official approximate normal CDF: 0.5 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))."""
+    return 0.5 * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))
+
+
+def decoder_bits(x_0, mean, sigma):
+    """-log2 of the discretized-Gaussian bin probability, per example (mean over dims), numpy."""
+    x, m = x_0.numpy(), mean.numpy() if torch.is_tensor(mean) else mean
+    p = tanh_cdf((x - m + 1 / 255) / sigma) - tanh_cdf((x - m - 1 / 255) / sigma)
+    p = np.where(x < -0.999, tanh_cdf((x - m + 1 / 255) / sigma), p)
+    p = np.where(x > 0.999, 1 - tanh_cdf((x - m - 1 / 255) / sigma), p)
+    return (-np.log2(np.maximum(p, 1e-12))).reshape(len(x), -1).mean(1)
+
+
+# ---------------------------------------------------------------- signatures, as the official ones
+def test_create_diffusion_positional_equals_keywords():
+    pos = create_diffusion("250", "linear", False, False, False, True)
+    kw = create_diffusion(timestep_respacing="250", noise_schedule="linear", use_kl=False,
+                          sigma_small=False, predict_xstart=False, learn_sigma=True)
+    for name in ("betas", "alphas_cumprod", "posterior_variance"):
+        np.testing.assert_array_equal(getattr(pos, name), getattr(kw, name))
+    assert pos.timestep_map == kw.timestep_map and len(pos.timestep_map) == 250
+    assert (pos.model_mean_type, pos.model_var_type, pos.loss_type) == ("epsilon", "learned_range", "mse")
+    # the 4th positional is sigma_small and the 5th predict_xstart, as officially
+    small = create_diffusion("", "linear", False, True, False, False)
+    assert small.model_var_type == "fixed_small"
+    assert create_diffusion("", "linear", False, False, True).model_mean_type == "x_start"
+    assert create_diffusion("", "linear", False, False, False, False).model_var_type == "fixed_large"
+    # loss types: use_kl -> RESCALED_KL, and it wins over rescale_learned_sigmas (official order)
+    assert create_diffusion("", "linear", True).loss_type == "rescaled_kl"
+    assert create_diffusion("", use_kl=True, rescale_learned_sigmas=True).loss_type == "rescaled_kl"
+    assert create_diffusion("", rescale_learned_sigmas=True).loss_type == "rescaled_mse"
+    assert create_diffusion("", "linear", False, False, False, True, False, 500).num_timesteps == 500
+
+
+# ---------------------------------------------------------------- use_kl: the bound as the loss
+def kl_term_by_hand(d, x_0, x_t, t, out):
+    """L_t in bits (t >= 1) in float64 numpy, std-parametrised Gaussians, from scratch."""
+    ab_all = d.alphas_cumprod
+    eps, v = (a.detach().numpy() for a in out.chunk(2, dim=1))
+    res = []
+    for i, ti in enumerate(t.tolist()):
+        ab, ab_prev, beta = ab_all[ti], ab_all[ti - 1], d.betas[ti]
+        x0, xt = x_0[i].numpy(), x_t[i].numpy()
+        pred_x0 = (xt - math.sqrt(1 - ab) * eps[i]) / math.sqrt(ab)
+        c1, c2 = beta * math.sqrt(ab_prev) / (1 - ab), (1 - ab_prev) * math.sqrt(1 - beta) / (1 - ab)
+        post_var = beta * (1 - ab_prev) / (1 - ab)
+        log_var = (v[i] + 1) / 2 * math.log(beta) + (1 - (v[i] + 1) / 2) * math.log(post_var)
+        s1, s2 = math.sqrt(post_var), np.exp(0.5 * log_var)
+        m1, m2 = c1 * x0 + c2 * xt, c1 * pred_x0 + c2 * xt
+        kl = np.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5
+        res.append(kl.mean() / math.log(2))
+    return np.array(res)
+
+
+def test_use_kl_loss_is_the_rescaled_bound_term_and_trains_the_mean():
+    d = create_diffusion("", use_kl=True)
+    assert d.loss_type == "rescaled_kl"
+    x_0 = eight_bit((3, 3, 4, 4))
+    t = torch.tensor([1, 300, 999])
+    noise = torch.randn_like(x_0)
+    out = torch.cat([torch.randn_like(x_0) * 0.3, torch.rand_like(x_0) * 2 - 1], 1).requires_grad_(True)
+    terms = d.training_losses(lambda x, t_: out, x_0, t, noise=noise)
+    x_t = d.q_sample(x_0, t, noise)
+    expected = kl_term_by_hand(d, x_0, x_t, t, out)
+    # official RESCALED_KL: loss = T * L_t, nothing else
+    np.testing.assert_allclose(terms["loss"].detach().numpy(), 1000 * expected, rtol=1e-9)
+    np.testing.assert_allclose(terms["vb"].detach().numpy(), expected, rtol=1e-9)
+    grad, = torch.autograd.grad(terms["loss"].sum(), out)
+    assert grad[:, :3].abs().sum() > 0 and grad[:, 3:].abs().sum() > 0   # mean AND variance trained
+    # mse is reported for logging, detached
+    assert not terms["mse"].requires_grad
+    torch.testing.assert_close(terms["mse"], mean_flat((out[:, :3] - noise) ** 2).detach())
+    # unscaled KL (loss_type="kl"), and the same on a respaced chain: T is that chain's length
+    plain = GaussianDiffusion(d.betas, loss_type="kl").training_losses(lambda x, t_: out, x_0, t, noise=noise)
+    np.testing.assert_allclose(plain["loss"].detach().numpy(), expected, rtol=1e-9)
+    short = create_diffusion("50", use_kl=True).training_losses(lambda x, t_: out, x_0, t // 30, noise=noise)
+    torch.testing.assert_close(short["loss"], 50 * short["vb"])
+
+
+# ---------------------------------------------------------------- q(x_t | x_0)
+@pytest.mark.parametrize("spacing", ["", "ddim50"])
+def test_q_mean_variance_is_the_closed_form(spacing):
+    d = create_diffusion(spacing)
+    x_0 = torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    t = torch.tensor([0, 1, d.num_timesteps // 2, d.num_timesteps - 1])
+    mean, var, log_var = d.q_mean_variance(x_0, t)
+    ab = torch.from_numpy(ALPHA_BAR[np.array(d.timestep_map)[t.numpy()]]).view(-1, 1, 1, 1)
+    assert mean.shape == var.shape == log_var.shape == x_0.shape
+    # q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), alpha_bar of the ORIGINAL step
+    torch.testing.assert_close(mean, ab.sqrt() * x_0, rtol=1e-12, atol=0)
+    torch.testing.assert_close(var, (1 - ab).expand_as(x_0), rtol=1e-10, atol=0)
+    torch.testing.assert_close(log_var, torch.log(1 - ab).expand_as(x_0), rtol=1e-10, atol=0)
+    f32 = d.q_mean_variance(x_0.float(), t)
+    assert all(a.dtype == torch.float32 for a in f32)
+
+
+def test_loss_type_errors_are_clear():
+    with pytest.raises(ValueError, match="loss_type must be one of"):
+        GaussianDiffusion(np.full(5, 0.1), loss_type="vlb")
+    with pytest.raises(ValueError, match="pass only one"):
+        GaussianDiffusion(np.full(5, 0.1), loss_type="kl", rescale_learned_sigmas=True)
