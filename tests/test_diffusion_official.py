@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from minidit.diffusion import GaussianDiffusion, create_diffusion
+from minidit.diffusion import GaussianDiffusion, classifier_cond_fn, create_diffusion
 from minidit.diffusion.losses import mean_flat
 
 ALPHA_BAR = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))   # original linear chain, float64
@@ -111,6 +111,20 @@ def test_create_diffusion_positional_equals_keywords():
     assert create_diffusion("", "linear", False, False, False, True, False, 500).num_timesteps == 500
 
 
+def test_sampler_positional_call_means_the_official_arguments():
+    d = create_diffusion("5")
+    model, noise = RandomEps(), torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    cond_fn = lambda x, t, y=None: 0.1 * torch.ones_like(x) * y.view(-1, 1, 1, 1)
+    kwargs = dict(y=torch.tensor([1.0, 2.0], dtype=torch.float64))
+    torch.manual_seed(3)
+    pos = d.p_sample_loop(model, noise.shape, noise, False, None, cond_fn, kwargs)
+    torch.manual_seed(3)
+    kw = d.p_sample_loop(model, noise.shape, noise=noise, cond_fn=cond_fn, model_kwargs=kwargs)
+    torch.manual_seed(3)
+    plain = d.p_sample_loop(model, noise.shape, noise=noise, model_kwargs=kwargs)
+    assert torch.equal(pos, kw) and not torch.allclose(pos, plain)
+
+
 # ---------------------------------------------------------------- use_kl: the bound as the loss
 def kl_term_by_hand(d, x_0, x_t, t, out):
     """L_t in bits (t >= 1) in float64 numpy, std-parametrised Gaussians, from scratch."""
@@ -171,6 +185,103 @@ def test_q_mean_variance_is_the_closed_form(spacing):
     torch.testing.assert_close(log_var, torch.log(1 - ab).expand_as(x_0), rtol=1e-10, atol=0)
     f32 = d.q_mean_variance(x_0.float(), t)
     assert all(a.dtype == torch.float32 for a in f32)
+
+
+# ---------------------------------------------------------------- classifier guidance (cond_fn)
+def test_condition_mean_shifts_the_ddpm_mean_by_variance_times_gradient():
+    d = create_diffusion("50")
+    model = RandomEps()
+    x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    g = torch.randn_like(x)
+    t = torch.tensor([0, 20, 49])
+    p = d.p_mean_variance(model, x, t)
+    torch.testing.assert_close(d.condition_mean(lambda x_, t_: g, p, x, t), p["mean"] + p["variance"] * g,
+                               rtol=0, atol=1e-14)
+    torch.manual_seed(1)
+    plain = d.p_sample(model, x, t)["sample"]
+    torch.manual_seed(1)
+    guided = d.p_sample(model, x, t, cond_fn=lambda x_, t_: g)["sample"]
+    # the same z: the samples differ by exactly Sigma * grad, also at t = 0 (no noise there)
+    torch.testing.assert_close(guided - plain, p["variance"] * g, rtol=1e-9, atol=1e-12)
+
+
+def test_condition_score_is_the_official_eps_formula():
+    d = create_diffusion("ddim25", learn_sigma=True)
+    model = RandomEps()
+    x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    g = torch.randn_like(x)
+    t = torch.tensor([0, 11, 24])
+    kept = np.array(d.timestep_map)
+    ab = torch.from_numpy(ALPHA_BAR[kept][t.numpy()]).view(-1, 1, 1, 1)
+    ab_prev = torch.from_numpy(np.append(1.0, ALPHA_BAR[kept][:-1])[t.numpy()]).view(-1, 1, 1, 1)
+    eps = model(x, torch.from_numpy(kept)[t])[:, :3]
+    # eps' = eps - sqrt(1 - alpha_bar_t) grad;  x_0' from eps';  DDIM (eta = 0) with eps'
+    eps_g = eps - (1 - ab).sqrt() * g
+    x0_g = (x - (1 - ab).sqrt() * eps_g) / ab.sqrt()
+    expected = ab_prev.sqrt() * x0_g + (1 - ab_prev).sqrt() * eps_g
+    out = d.ddim_sample(model, x, t, cond_fn=lambda x_, t_: g)
+    torch.testing.assert_close(out["pred_xstart"], x0_g, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out["sample"], expected, rtol=1e-9, atol=1e-9)
+    # condition_score's mean is the posterior mean with x_0' plugged in; variance untouched
+    p = d.p_mean_variance(model, x, t)
+    cs = d.condition_score(lambda x_, t_: g, p, x, t)
+    beta = 1 - ab / ab_prev
+    post_mean = (beta * ab_prev.sqrt() * x0_g + (1 - ab_prev) * (1 - beta).sqrt() * x) / (1 - ab)
+    torch.testing.assert_close(cs["mean"], post_mean, rtol=1e-9, atol=1e-9)
+    assert cs["variance"] is p["variance"] and p["pred_xstart"] is not cs["pred_xstart"]
+
+
+def test_zero_gradient_changes_nothing():
+    d = create_diffusion("20")
+    model = RandomEps()
+    noise = torch.randn(2, 3, 4, 4)
+    zero = lambda x, t: torch.zeros_like(x)
+    torch.manual_seed(4)
+    plain = d.p_sample_loop(model, noise.shape, noise)
+    torch.manual_seed(4)
+    assert torch.equal(d.p_sample_loop(model, noise.shape, noise, cond_fn=zero), plain)   # bit for bit
+    # DDIM re-derives x_0 from eps (as officially): equal up to the float64 round trip
+    plain = d.ddim_sample_loop(model, noise.shape, noise)
+    assert (d.ddim_sample_loop(model, noise.shape, noise, cond_fn=zero) - plain).abs().max() < 1e-6
+
+
+def test_cond_fn_sees_original_timesteps_and_the_model_kwargs():
+    """As the official respacing wraps cond_fn: the timesteps it gets are timestep_map[t]."""
+    d = create_diffusion("ddim10")
+    seen = []
+
+    def cond_fn(x, t, y=None):
+        seen.append((t.tolist(), y.tolist()))
+        return torch.zeros_like(x)
+    y = torch.tensor([3, 4])
+    x = torch.randn(2, 3, 4, 4)
+    d.p_sample_loop(RandomEps(), x.shape, x, cond_fn=cond_fn, model_kwargs=dict(y=y))
+    assert [s[0][0] for s in seen] == d.timestep_map[::-1] == list(range(900, -1, -100))
+    assert all(s[1] == [3, 4] for s in seen)
+    seen.clear()
+    d.ddim_sample_loop(RandomEps(), x.shape, x, cond_fn=cond_fn, model_kwargs=dict(y=y))
+    assert [s[0] for s in seen] == [[m, m] for m in d.timestep_map[::-1]]
+    with pytest.raises(ValueError, match="cond_fn must return"):
+        d.p_sample(RandomEps(), x, torch.tensor([1, 1]), cond_fn=lambda x, t: x[:, :1])
+
+
+def test_classifier_cond_fn_is_the_log_softmax_gradient():
+    """For a linear classifier, grad_x log softmax(W x + b_t)[y] = W_y - sum_k p_k W_k."""
+    g = torch.Generator().manual_seed(2)
+    W = torch.randn(5, 12, generator=g, dtype=torch.float64)
+
+    def classifier(x, t):
+        return x.flatten(1) @ W.T + t.to(x.dtype).view(-1, 1) / 1000
+    x = torch.randn(3, 3, 2, 2, dtype=torch.float64)
+    t, y = torch.tensor([10, 500, 900]), torch.tensor([0, 4, 2])
+    cond_fn = classifier_cond_fn(classifier, scale=2.5)
+    with torch.no_grad():                       # as inside the sampling loops
+        got = cond_fn(x, t, y=y, cfg_scale=4.0)
+    p = torch.softmax(classifier(x, t), dim=-1)
+    expected = 2.5 * (W[y] - p @ W).view_as(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="model_kwargs=dict"):
+        cond_fn(x, t)
 
 
 def test_loss_type_errors_are_clear():

@@ -2,7 +2,8 @@
 
 Reading order: ``schedules`` (the betas) -> ``gaussian`` (closed forms of q and of the posterior)
 -> ``losses`` (L_simple, KL, decoder NLL) -> ``gaussian_diffusion`` (the object tying them
-together) -> ``sampling`` (DDPM and DDIM loops) -> ``respace`` (fewer steps) -> ``guidance``.
+together) -> ``sampling`` (DDPM and DDIM loops) -> ``respace`` (fewer steps) ->
+``guidance`` (classifier-free) -> ``classifier_guidance`` (a classifier's gradient).
 
 Start from ``create_diffusion``, with the official DiT signature, order and defaults::
 
@@ -11,6 +12,7 @@ Start from ``create_diffusion``, with the official DiT signature, order and defa
 """
 from __future__ import annotations
 
+from .classifier_guidance import classifier_cond_fn
 from .gaussian_diffusion import GaussianDiffusion, extract_into_tensor
 from .guidance import cfg_combine, guided_forward, sample_with_guidance
 from .respace import SpacedDiffusion, space_timesteps
@@ -18,7 +20,7 @@ from .schedules import get_named_beta_schedule
 
 __all__ = ["create_diffusion", "GaussianDiffusion", "SpacedDiffusion", "space_timesteps",
            "get_named_beta_schedule", "extract_into_tensor", "cfg_combine", "guided_forward",
-           "sample_with_guidance"]
+           "sample_with_guidance", "classifier_cond_fn"]
 
 
 def create_diffusion(timestep_respacing, noise_schedule: str = "linear", use_kl: bool = False,

@@ -24,6 +24,7 @@ import torch
 
 from .gaussian import (learned_range_log_variance, noisy_sample, posterior_mean_variance,
                        predict_x0_from_eps)
+from .classifier_guidance import ClassifierGuidanceMethods
 from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl, simple_loss
 from .sampling import SamplingMethods
 
@@ -42,7 +43,7 @@ def extract_into_tensor(arr: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.
     return arr[t].reshape(-1, *([1] * (ndim - 1)))
 
 
-class GaussianDiffusion(SamplingMethods):
+class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods):
     """A discrete Gaussian diffusion with ``len(betas)`` steps.
 
     Args:

@@ -8,6 +8,15 @@ t = T-1, ..., 0, asking the model at each step for its estimate of x_0:
 * DDIM (Song et al. 2021): jump along the "implied" trajectory; ``eta = 0`` is deterministic,
   ``eta = 1`` has DDPM's posterior variance.
 
+Arguments come in the official order (``model, shape, noise, clip_denoised, denoised_fn,
+cond_fn, model_kwargs, device, progress[, eta]``), so positional calls mean the same in both.
+``cond_fn`` adds classifier guidance (``classifier_guidance.py``).
+
+``clip_denoised`` defaults to False here and True in the official code. minidit samples VAE
+latents (and the digits presets in [-1, 1] would not notice): clamping a latent's x_0 estimate to
+[-1, 1] silently ruins the samples, which is why the official sampling scripts pass
+``clip_denoised=False`` every time. For pixel-space models pass ``clip_denoised=True``.
+
 ``SamplingMethods`` holds the loops; ``GaussianDiffusion`` inherits them (they only need its
 ``p_mean_variance`` and schedule), so ``diffusion.p_sample_loop(...)`` works as in the official code.
 """
@@ -63,54 +72,63 @@ class SamplingMethods:
     """The samplers of ``GaussianDiffusion`` (mixed in; see the module docstring)."""
 
     # ------------------------------------------------------------------ DDPM
-    def p_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False, *,
-                 denoised_fn=None, model_kwargs=None) -> dict:
+    def p_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False,
+                 denoised_fn=None, cond_fn=None, model_kwargs=None) -> dict:
         """One ancestral step: ``{"sample": x_{t-1}, "pred_xstart": x_0 estimate}``.
 
         x_{t-1} = mean_theta(x_t, t) + sigma_t * z,  z ~ N(0, I), and no noise where t == 0
+
+        ``clip_denoised=False`` by default, NOT the official True (see the module docstring).
+        With ``cond_fn`` the mean is shifted by ``condition_mean`` (classifier guidance).
         """
         out = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised,
                                    denoised_fn=denoised_fn, model_kwargs=model_kwargs)
         noise = torch.randn_like(x)
         # 1 where t > 0, 0 at the last step (t == 0): the final sample is the mean itself
         nonzero = (t != 0).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))  # (N,) -> (N, 1, ..., 1)
+        if cond_fn is not None:
+            # mu' = mu + sigma_t^2 grad_x log p(y | x_t)   (after drawing z, as the official code)
+            out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs=model_kwargs)
         # x_{t-1} = mean + sigma_t z,  sigma_t = exp(log sigma_t^2 / 2)
         sample = out["mean"] + nonzero * torch.exp(0.5 * out["log_variance"]) * noise
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
-    def p_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, *,
-                      denoised_fn=None, model_kwargs=None, device=None, progress: bool = False):
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, denoised_fn=None,
+                      cond_fn=None, model_kwargs=None, device=None, progress: bool = False):
         """Run the whole DDPM chain from noise; returns the final sample of ``shape``.
 
-        ``noise`` (optional) is the starting ``x_{T-1}``. Arguments after ``clip_denoised`` are
-        keyword-only (the official code also has ``cond_fn`` there). ``progress`` shows a tqdm bar.
+        ``noise`` (optional) is the starting ``x_{T-1}``. ``progress`` shows a tqdm bar.
+        ``clip_denoised=False`` by default, NOT the official True (see the module docstring).
         """
         final = None
-        for final in self.p_sample_loop_progressive(
-                model, shape, noise, clip_denoised, denoised_fn=denoised_fn,
-                model_kwargs=model_kwargs, device=device, progress=progress):
+        for final in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn,
+                                                    cond_fn, model_kwargs, device, progress):
             pass
         return final["sample"]
 
-    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False, *,
-                                  denoised_fn=None, model_kwargs=None, device=None,
+    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False,
+                                  denoised_fn=None, cond_fn=None, model_kwargs=None, device=None,
                                   progress: bool = False):
         """Like ``p_sample_loop``, but yield ``p_sample``'s dict after every one of the
         ``num_timesteps`` steps (for animations of the denoising)."""
         yield from self._loop(self.p_sample, model, shape, noise, progress, device,
                               clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                              model_kwargs=model_kwargs)
+                              cond_fn=cond_fn, model_kwargs=model_kwargs)
 
     # ------------------------------------------------------------------ DDIM
-    def ddim_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False, *,
-                    denoised_fn=None, model_kwargs=None, eta: float = 0.0) -> dict:
+    def ddim_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False,
+                    denoised_fn=None, cond_fn=None, model_kwargs=None, eta: float = 0.0) -> dict:
         """One DDIM step (see ``ddim_step``): ``{"sample": x_{t-1}, "pred_xstart": x_0}``.
 
         As in the official code, eps is re-derived from the (possibly clipped) x_0 estimate, so
-        ``clip_denoised`` affects both terms of the update.
+        ``clip_denoised`` affects both terms of the update. With ``cond_fn`` the x_0 estimate
+        comes from the conditioned score (``condition_score``).
         """
         out = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised,
                                    denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+        if cond_fn is not None:
+            # eps' = eps - sqrt(1 - alpha_bar_t) grad_x log p(y | x_t), x_0 re-derived from it
+            out = self.condition_score(cond_fn, out, x, t, model_kwargs=model_kwargs)
         alpha_bar_t = self._extract("alphas_cumprod", t, x.ndim)
         alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x.ndim)
         # eps = (sqrt(1 / alpha_bar_t) x_t - x_0) / sqrt(1 / alpha_bar_t - 1)
@@ -119,27 +137,27 @@ class SamplingMethods:
         sample = ddim_step(x, eps, alpha_bar_t, alpha_bar_prev, eta, noise).to(x.dtype)
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
-    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, *,
-                         denoised_fn=None, model_kwargs=None, device=None, progress: bool = False,
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, denoised_fn=None,
+                         cond_fn=None, model_kwargs=None, device=None, progress: bool = False,
                          eta: float = 0.0):
         """Run the DDIM chain from noise; returns the final sample. ``eta = 0``: deterministic.
 
         Use a respaced diffusion (``create_diffusion("ddim50")`` or ``"50"``) for few steps.
+        ``clip_denoised=False`` by default, NOT the official True (see the module docstring).
         """
         final = None
-        for final in self.ddim_sample_loop_progressive(
-                model, shape, noise, clip_denoised, denoised_fn=denoised_fn,
-                model_kwargs=model_kwargs, device=device, progress=progress, eta=eta):
+        for final in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn,
+                                                       cond_fn, model_kwargs, device, progress, eta):
             pass
         return final["sample"]
 
-    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False, *,
-                                     denoised_fn=None, model_kwargs=None, device=None,
+    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False,
+                                     denoised_fn=None, cond_fn=None, model_kwargs=None, device=None,
                                      progress: bool = False, eta: float = 0.0):
         """Like ``ddim_sample_loop``, yielding ``ddim_sample``'s dict after every step."""
         yield from self._loop(self.ddim_sample, model, shape, noise, progress, device,
                               clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                              model_kwargs=model_kwargs, eta=eta)
+                              cond_fn=cond_fn, model_kwargs=model_kwargs, eta=eta)
 
     # ------------------------------------------------------------------ shared loop
     def _loop(self, step, model, shape, noise, progress, device, **step_kwargs):
