@@ -187,6 +187,97 @@ def test_q_mean_variance_is_the_closed_form(spacing):
     assert all(a.dtype == torch.float32 for a in f32)
 
 
+# ---------------------------------------------------------------- DDIM inversion
+def test_ddim_reverse_step_is_the_official_update():
+    d = create_diffusion("20", learn_sigma=True)
+    model = RandomEps()
+    x = torch.randn(4, 3, 4, 4, dtype=torch.float64)
+    t = torch.tensor([0, 7, 18, 19])
+    out = d.ddim_reverse_sample(model, x, t)
+    ab_all = np.array([ALPHA_BAR[s] for s in d.timestep_map])
+    ab = torch.from_numpy(ab_all[t.numpy()]).view(-1, 1, 1, 1)
+    # alpha_bar_{t+1}, and 0 after the last step
+    ab_next = torch.from_numpy(np.append(ab_all[1:], 0.0)[t.numpy()]).view(-1, 1, 1, 1)
+    eps = model(x, torch.tensor(d.timestep_map)[t])[:, :3]
+    x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+    torch.testing.assert_close(out["pred_xstart"], x0, rtol=1e-10, atol=1e-10)
+    # x_{t+1} = sqrt(alpha_bar_{t+1}) x_0 + sqrt(1 - alpha_bar_{t+1}) eps
+    torch.testing.assert_close(out["sample"], ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps,
+                               rtol=1e-10, atol=1e-10)
+    assert torch.allclose(out["sample"][3], eps[3], atol=1e-12)      # at t = T-1 the result is eps
+    with pytest.raises(ValueError, match="eta must be 0"):
+        d.ddim_reverse_sample(model, x, t, eta=0.5)
+
+
+def test_ddim_reverse_then_forward_step_is_exact_when_eps_is_exact():
+    """For a one-point dataset the exact eps stays constant along the ODE, so inverting one step
+    and taking the DDIM step back returns x to float64 rounding."""
+    d = create_diffusion("100")
+    x_0 = eight_bit((2, 3, 4, 4))
+    model = knows_x0(x_0)
+    for i in (0, 40, 98):
+        t = torch.full((2,), i)
+        x_t = d.q_sample(x_0, t, torch.randn_like(x_0))
+        up = d.ddim_reverse_sample(model, x_t, t)["sample"]
+        back = d.ddim_sample(model, up, t + 1)["sample"]
+        assert (back - x_t).abs().max() < 1e-10, i
+
+
+def test_ddim_inversion_loop_follows_the_probability_flow_of_gaussian_data():
+    """x_0 ~ N(mu, s^2) with its exact eps: the probability-flow ODE keeps every point's quantile,
+    so inversion must land on the same quantile of x_{T-1}'s Gaussian, and sampling must come
+    back to x_0, both up to a discretisation error that falls like 1/steps."""
+    mu, s = 0.3, 0.5
+    x_0 = mu + s * torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    model = gaussian_data_eps(mu, s)
+    errors = {}
+    for spacing in ("25", "100", "400"):
+        d = create_diffusion(spacing, learn_sigma=False)
+        states = list(d.ddim_reverse_sample_loop_progressive(model, x_0))
+        z = d.ddim_reverse_sample_loop(model, x_0)
+        assert len(states) == d.num_timesteps - 1 and torch.equal(states[-1]["sample"], z)
+        # the input is the state at t = 0; its quantile q is kept up to the last step T-1
+        a0, a_last = ALPHA_BAR[0], d.alphas_cumprod[-1]
+        q = (x_0 - math.sqrt(a0) * mu) / math.sqrt(a0 * s ** 2 + 1 - a0)
+        exact = math.sqrt(a_last) * mu + math.sqrt(a_last * s ** 2 + 1 - a_last) * q
+        back = d.ddim_sample_loop(model, x_0.shape, z)
+        errors[spacing] = ((z - exact).abs().max().item(), (back - x_0).abs().max().item())
+    assert errors["400"][0] < 0.03 and errors["400"][1] < 0.03, errors
+    for k in (0, 1):
+        assert errors["100"][k] < errors["25"][k] / 3 and errors["400"][k] < errors["100"][k] / 3, errors
+
+
+def test_ddim_reverse_loop_is_the_steps_t_0_to_T_minus_2():
+    d = create_diffusion("8")
+    model = RandomEps()
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    by_hand = x
+    for i in range(d.num_timesteps - 1):
+        by_hand = d.ddim_reverse_sample(model, by_hand, torch.full((2,), i))["sample"]
+    assert torch.equal(d.ddim_reverse_sample_loop(model, x), by_hand)
+
+
+def test_ddim_reverse_loop_conditions_the_score_at_original_timesteps():
+    d = create_diffusion("ddim10")
+    model, seen = RandomEps(), []
+
+    def cond_fn(x, t, y=None):
+        seen.append(t.tolist())
+        return torch.full_like(x, 0.1) * y.view(-1, 1, 1, 1)
+    x, y = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)
+    guided = d.ddim_reverse_sample_loop(model, x, cond_fn=cond_fn, model_kwargs=dict(y=y))
+    assert seen == [[m, m] for m in d.timestep_map[:-1]]
+    by_hand, ab = x, d.alphas_cumprod
+    for i in range(9):
+        t = torch.full((2,), i)
+        # the conditioned x_0 estimate, then x_{t+1} = sqrt(ab_{t+1}) x_0' + sqrt(1 - ab_{t+1}) eps'
+        x0 = d.condition_score(cond_fn, d.p_mean_variance(model, by_hand, t, model_kwargs=dict(y=y)),
+                               by_hand, t, model_kwargs=dict(y=y))["pred_xstart"]
+        eps = (by_hand / math.sqrt(ab[i]) - x0) / math.sqrt(1 / ab[i] - 1)
+        by_hand = math.sqrt(ab[i + 1]) * x0 + math.sqrt(1 - ab[i + 1]) * eps
+    torch.testing.assert_close(guided, by_hand, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------- classifier guidance (cond_fn)
 def test_condition_mean_shifts_the_ddpm_mean_by_variance_times_gradient():
     d = create_diffusion("50")

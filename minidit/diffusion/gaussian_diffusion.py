@@ -91,6 +91,8 @@ class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods):
         self.alphas_cumprod = np.cumprod(1.0 - betas)
         # alpha_bar_{t-1}; before the first step nothing is noised, so alpha_bar_{-1} = 1
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        # alpha_bar_{t+1}; after the last step all signal is gone, so alpha_bar_T = 0 (DDIM inversion)
+        self.alphas_cumprod_next = np.append(self.alphas_cumprod[1:], 0.0)
         # beta tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t): the posterior variance
         # does not depend on x_0 or x_t, so compute it once for every t with the same function
         zero = torch.zeros(())

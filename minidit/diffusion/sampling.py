@@ -7,6 +7,8 @@ t = T-1, ..., 0, asking the model at each step for its estimate of x_0:
   ``x_{t-1} ~ N(mean_theta(x_t), sigma_t^2 I)``; the last step adds no noise.
 * DDIM (Song et al. 2021): jump along the "implied" trajectory; ``eta = 0`` is deterministic,
   ``eta = 1`` has DDPM's posterior variance.
+* DDIM inversion: the deterministic DDIM step run the other way, ``x_t -> x_{t+1}``, which maps
+  data to the noise that DDIM would turn back into it (``ddim_reverse_sample``).
 
 Arguments come in the official order (``model, shape, noise, clip_denoised, denoised_fn,
 cond_fn, model_kwargs, device, progress[, eta]``), so positional calls mean the same in both.
@@ -158,6 +160,70 @@ class SamplingMethods:
         yield from self._loop(self.ddim_sample, model, shape, noise, progress, device,
                               clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                               cond_fn=cond_fn, model_kwargs=model_kwargs, eta=eta)
+
+    # ------------------------------------------------------------------ DDIM inversion
+    def ddim_reverse_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = False,
+                            denoised_fn=None, cond_fn=None, model_kwargs=None, eta: float = 0.0) -> dict:
+        """One step of DDIM run backwards, ``x_t -> x_{t+1}``: ``{"sample", "pred_xstart"}``.
+
+        The deterministic DDIM update (eq. 12 with eta = 0) solved for the next, noisier state,
+        with the model evaluated at the CURRENT state -- so it undoes ``ddim_sample`` at step
+        t + 1 up to the change of the model's eps over one step::
+
+            x_0      = sqrt(1 / alpha_bar_t) x_t - sqrt(1 / alpha_bar_t - 1) eps
+            x_{t+1}  = sqrt(alpha_bar_{t+1}) x_0 + sqrt(1 - alpha_bar_{t+1}) eps
+
+        with alpha_bar_T = 0 after the last step. Only the deterministic path can be inverted:
+        ``eta`` must be 0 (the official code asserts it).
+        """
+        if eta != 0.0:
+            raise ValueError(f"ddim_reverse_sample inverts the deterministic DDIM path only: "
+                             f"eta must be 0.0, got {eta}")
+        out = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised,
+                                   denoised_fn=denoised_fn, model_kwargs=model_kwargs)
+        if cond_fn is not None:
+            out = self.condition_score(cond_fn, out, x, t, model_kwargs=model_kwargs)
+        alpha_bar_t = self._extract("alphas_cumprod", t, x.ndim)
+        alpha_bar_next = self._extract("alphas_cumprod_next", t, x.ndim)
+        # eps = (sqrt(1 / alpha_bar_t) x_t - x_0) / sqrt(1 / alpha_bar_t - 1)
+        eps = predict_eps_from_x0(x, alpha_bar_t, out["pred_xstart"])
+        # x_{t+1} = sqrt(alpha_bar_{t+1}) x_0 + sqrt(1 - alpha_bar_{t+1}) eps  (DDIM eq. 12 reversed)
+        sample = torch.sqrt(alpha_bar_next) * out["pred_xstart"] + torch.sqrt(1 - alpha_bar_next) * eps
+        sample = sample.to(x.dtype)
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_reverse_sample_loop(self, model, x: torch.Tensor, clip_denoised: bool = False,
+                                 denoised_fn=None, cond_fn=None, model_kwargs=None,
+                                 progress: bool = False, eta: float = 0.0) -> torch.Tensor:
+        """Invert DDIM: data ``x`` -> the noise ``x_{T-1}`` that ``ddim_sample_loop`` maps back to x.
+
+        A minidit addition: the official DiT code has only the step, ``ddim_reverse_sample``.
+        ``x`` is taken as the state at t = 0 (alpha_bar_0 = 1 - beta_0, nearly clean), and the
+        steps t = 0, ..., T-2 carry it to x_{T-1}: exactly where ``ddim_sample_loop`` starts, so
+        ``ddim_sample_loop(model, x.shape, noise=ddim_reverse_sample_loop(model, x))`` returns x
+        up to the discretisation error of the two ODE solves. (Loops elsewhere that also take the
+        step at t = T-1 land on alpha_bar_T = 0, one step beyond where sampling starts.)
+        """
+        final = {"sample": x}
+        for final in self.ddim_reverse_sample_loop_progressive(model, x, clip_denoised, denoised_fn,
+                                                               cond_fn, model_kwargs, progress, eta):
+            pass
+        return final["sample"]
+
+    def ddim_reverse_sample_loop_progressive(self, model, x: torch.Tensor, clip_denoised: bool = False,
+                                             denoised_fn=None, cond_fn=None, model_kwargs=None,
+                                             progress: bool = False, eta: float = 0.0):
+        """Like ``ddim_reverse_sample_loop``, yielding ``ddim_reverse_sample``'s dict per step."""
+        steps = range(self.num_timesteps - 1)  # 0, ..., T-2
+        if progress:
+            steps = tqdm(steps, desc="inverting", total=self.num_timesteps - 1)
+        for i in steps:
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
+            with torch.no_grad():
+                out = self.ddim_reverse_sample(model, x, t, clip_denoised, denoised_fn, cond_fn,
+                                               model_kwargs, eta)
+            yield out
+            x = out["sample"]
 
     # ------------------------------------------------------------------ shared loop
     def _loop(self, step, model, shape, noise, progress, device, **step_kwargs):
