@@ -91,6 +91,33 @@ def decoder_bits(x_0, mean, sigma):
 
 
 # ---------------------------------------------------------------- signatures, as the official ones
+def test_signatures_follow_the_official_order_and_defaults():
+    assert params(create_diffusion) == [
+        ("timestep_respacing", EMPTY), ("noise_schedule", "linear"), ("use_kl", False),
+        ("sigma_small", False), ("predict_xstart", False), ("learn_sigma", True),
+        ("rescale_learned_sigmas", False), ("diffusion_steps", 1000)]
+    d = create_diffusion("10")
+    step = ["model", "x", "t", "clip_denoised", "denoised_fn", "cond_fn", "model_kwargs"]
+    loop = ["model", "shape", "noise", "clip_denoised", "denoised_fn", "cond_fn", "model_kwargs",
+            "device", "progress"]
+    assert [n for n, _ in params(d.p_sample)] == step
+    assert [n for n, _ in params(d.ddim_sample)] == step + ["eta"]
+    assert [n for n, _ in params(d.ddim_reverse_sample)] == step + ["eta"]
+    assert [n for n, _ in params(d.p_sample_loop)] == loop
+    assert [n for n, _ in params(d.ddim_sample_loop)] == loop + ["eta"]
+    assert [n for n, _ in params(d.q_mean_variance)] == ["x_start", "t"]
+    for fn in (d.condition_mean, d.condition_score):
+        assert [n for n, _ in params(fn)] == ["cond_fn", "p_mean_var", "x", "t", "model_kwargs"]
+    assert params(d.calc_bpd_loop)[:4] == [("model", EMPTY), ("x_start", EMPTY),
+                                           ("clip_denoised", True), ("model_kwargs", None)]
+    # clip_denoised: the official default is True everywhere; minidit's samplers default to False
+    # (latents must not be clamped; the official sampling scripts pass False), calc_bpd_loop keeps
+    # True (its decoder term only makes sense for pixels in [-1, 1])
+    for fn in (d.p_sample, d.p_sample_loop, d.ddim_sample, d.ddim_sample_loop, d.ddim_reverse_sample,
+               d.ddim_reverse_sample_loop, d.p_mean_variance):
+        assert dict(params(fn))["clip_denoised"] is False, fn.__name__
+
+
 def test_create_diffusion_positional_equals_keywords():
     pos = create_diffusion("250", "linear", False, False, False, True)
     kw = create_diffusion(timestep_respacing="250", noise_schedule="linear", use_kl=False,
@@ -276,6 +303,61 @@ def test_ddim_reverse_loop_conditions_the_score_at_original_timesteps():
         eps = (by_hand / math.sqrt(ab[i]) - x0) / math.sqrt(1 / ab[i] - 1)
         by_hand = math.sqrt(ab[i + 1]) * x0 + math.sqrt(1 - ab[i + 1]) * eps
     torch.testing.assert_close(guided, by_hand, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- calc_bpd_loop
+@pytest.mark.parametrize("spacing,clip", [("", True), ("100", False)])
+def test_calc_bpd_loop_equals_closed_form_for_an_exact_model(spacing, clip):
+    """A one-point dataset and the model that knows it, with variance beta tilde: every KL term
+    L_t (t >= 1) is 0, the decoder's mean is x_0 itself with variance beta tilde_1, and the prior
+    term is KL(N(sqrt(ab_T) x_0, 1 - ab_T) || N(0, 1)) -- the bound in closed form."""
+    d = create_diffusion(spacing)
+    T = d.num_timesteps
+    x_0 = eight_bit((2, 3, 4, 4))
+    torch.manual_seed(0)
+    got = d.calc_bpd_loop(knows_x0(x_0), x_0, clip_denoised=clip)
+    assert set(got) == {"total_bpd", "prior_bpd", "vb", "xstart_mse", "mse"}
+    assert got["vb"].shape == got["mse"].shape == got["xstart_mse"].shape == (2, T)
+    ab = ALPHA_BAR[np.array(d.timestep_map)]        # the chain's alpha_bar (original at kept steps)
+    x = x_0.numpy().reshape(2, -1)
+    prior = (0.5 * (-1 - math.log(1 - ab[-1]) + (1 - ab[-1]) + ab[-1] * x ** 2)).mean(1) / math.log(2)
+    # beta tilde_1 = beta_1 (1 - alpha_bar_0) / (1 - alpha_bar_1), the clipped variance at t = 0
+    beta_tilde_1 = (1 - ab[1] / ab[0]) * (1 - ab[0]) / (1 - ab[1])
+    decoder = decoder_bits(x_0, x_0.numpy(), math.sqrt(beta_tilde_1))
+    np.testing.assert_allclose(got["prior_bpd"].numpy(), prior, rtol=1e-10)
+    # the official order: column k is t = T-1-k, so the decoder term is the LAST column
+    np.testing.assert_allclose(got["vb"][:, -1].numpy(), decoder, rtol=1e-8)
+    assert got["vb"][:, :-1].abs().max() < 1e-8
+    np.testing.assert_allclose(got["total_bpd"].numpy(), prior + decoder, rtol=1e-8)
+    assert got["xstart_mse"].max() < 1e-20 and got["mse"].max() < 1e-12
+
+
+def test_calc_bpd_loop_is_the_per_step_terms_in_official_order():
+    """The loop == one ``training_losses`` KL term per step, with the noise drawn once per step
+    from t = T-1 down to 0 (a seeded generator reproduces it), plus the prior term."""
+    d = create_diffusion("12", use_kl=True)
+    model = RandomEps()
+    x_0 = eight_bit((3, 3, 4, 4), seed=1)
+    torch.manual_seed(7)
+    got = d.calc_bpd_loop(model, x_0, clip_denoised=False)
+    torch.manual_seed(7)
+    noises = [torch.randn_like(x_0) for _ in range(12)]
+    for k, noise in enumerate(noises):
+        t = torch.full((3,), 11 - k)
+        terms = d.training_losses(model, x_0, t, noise=noise)
+        torch.testing.assert_close(got["vb"][:, k], terms["vb"], rtol=1e-12, atol=1e-12)
+        # without clipping, the eps re-derived from the x_0 estimate is the model's eps
+        torch.testing.assert_close(got["mse"][:, k], terms["mse"], rtol=1e-9, atol=1e-12)
+        x_t = d.q_sample(x_0, t, noise)
+        ab = d.alphas_cumprod[11 - k]
+        eps = model(x_t, torch.tensor(d.timestep_map)[t])[:, :3]
+        x0_hat = (x_t - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        torch.testing.assert_close(got["xstart_mse"][:, k], mean_flat((x0_hat - x_0) ** 2), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got["total_bpd"], got["vb"].sum(1) + got["prior_bpd"], rtol=1e-12, atol=0)
+    # clipping the x_0 estimate changes the terms of a model that predicts out of range
+    torch.manual_seed(7)
+    clipped = d.calc_bpd_loop(model, x_0)
+    assert not torch.allclose(clipped["xstart_mse"], got["xstart_mse"])
 
 
 # ---------------------------------------------------------------- classifier guidance (cond_fn)

@@ -3,7 +3,8 @@
 Reading order: ``schedules`` (the betas) -> ``gaussian`` (closed forms of q and of the posterior)
 -> ``losses`` (L_simple, KL, decoder NLL) -> ``gaussian_diffusion`` (the object tying them
 together) -> ``sampling`` (DDPM and DDIM loops, DDIM inversion) -> ``respace`` (fewer steps) ->
-``guidance`` (classifier-free) -> ``classifier_guidance`` (a classifier's gradient).
+``guidance`` (classifier-free) -> ``classifier_guidance`` (a classifier's gradient) ->
+``likelihood`` (the whole bound in bits per dimension).
 
 Start from ``create_diffusion``, with the official DiT signature, order and defaults::
 

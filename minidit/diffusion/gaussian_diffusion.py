@@ -14,6 +14,11 @@ Conventions:
   first C channels are eps (or x_0), the last C are ``v`` for the learned-range variance.
 * Schedule values are gathered as float64 (float32 on Apple MPS, which has no float64); results
   are returned in the dtype of the data.
+
+The methods come from four places: this file (the forward process, ``p_mean_variance`` and the
+training loss), ``sampling.py`` (DDPM, DDIM and DDIM inversion), ``classifier_guidance.py``
+(``condition_mean`` / ``condition_score`` for a ``cond_fn``) and ``likelihood.py``
+(``calc_bpd_loop``, the whole variational bound in bits per dimension).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch
 from .gaussian import (learned_range_log_variance, noisy_sample, posterior_mean_variance,
                        predict_x0_from_eps)
 from .classifier_guidance import ClassifierGuidanceMethods
+from .likelihood import LikelihoodMethods
 from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl, simple_loss
 from .sampling import SamplingMethods
 
@@ -43,7 +49,7 @@ def extract_into_tensor(arr: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.
     return arr[t].reshape(-1, *([1] * (ndim - 1)))
 
 
-class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods):
+class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods, LikelihoodMethods):
     """A discrete Gaussian diffusion with ``len(betas)`` steps.
 
     Args:
