@@ -17,6 +17,7 @@ import torch
 
 from minidit.diffusion import GaussianDiffusion, classifier_cond_fn, create_diffusion
 from minidit.diffusion.losses import mean_flat
+from test_models import randomize, tiny
 
 ALPHA_BAR = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))   # original linear chain, float64
 EMPTY = inspect.Parameter.empty
@@ -462,3 +463,47 @@ def test_loss_type_errors_are_clear():
         GaussianDiffusion(np.full(5, 0.1), loss_type="vlb")
     with pytest.raises(ValueError, match="pass only one"):
         GaussianDiffusion(np.full(5, 0.1), loss_type="kl", rescale_learned_sigmas=True)
+
+
+# ---------------------------------------------------------------- forward_with_cfg, official slice
+def official_cfg(model, x, t, y, s):
+    """The official ``forward_with_cfg`` re-stated: guidance on ``model_out[:, :3]``."""
+    half = x[: len(x) // 2]
+    model_out = model(torch.cat([half, half]), t, y)
+    eps, rest = model_out[:, :3], model_out[:, 3:]
+    cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
+    half_eps = uncond_eps + s * (cond_eps - uncond_eps)
+    return torch.cat([torch.cat([half_eps, half_eps]), rest], dim=1)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("learn_sigma", [True, False])
+def test_forward_with_cfg_official_mode_is_the_official_slice(channels, learn_sigma):
+    model = randomize(tiny(in_channels=channels, learn_sigma=learn_sigma)).eval()
+    half = torch.randn(2, channels, 8, 8)
+    x = torch.cat([half, torch.randn_like(half)])        # the second half is ignored, as officially
+    t, y = torch.tensor([5, 9, 5, 9]), torch.tensor([1, 2, 10, 10])
+    got = model.forward_with_cfg(x, t, y, 4.0, guidance_channels="official")
+    torch.testing.assert_close(got, official_cfg(model, x, t, y, 4.0), rtol=0, atol=1e-6)
+    plain = model(torch.cat([half, half]), t, y)
+    n_guided = min(3, model.out_channels)
+    assert torch.equal(got[:, n_guided:], plain[:, n_guided:])
+    assert not torch.allclose(got[:2, :n_guided], plain[:2, :n_guided], atol=1e-4)
+    # "all" guides exactly the C eps channels, never a variance channel
+    every = model.forward_with_cfg(x, t, y, 4.0, guidance_channels="all")
+    assert torch.equal(every[:, channels:], plain[:, channels:])
+    # minidit's default: the official slice for 4 channels, all eps channels otherwise
+    default = model.forward_with_cfg(x, t, y, 4.0)
+    assert torch.equal(default, got if channels == 4 else every)
+    if channels == 1 and learn_sigma:
+        # officially the variance channel v is guided too; with "all" it is not
+        assert not torch.allclose(got[:2, 1], plain[:2, 1]) and torch.equal(every[:, 1], plain[:, 1])
+
+
+def test_forward_with_cfg_option_errors():
+    model = randomize(tiny()).eval()
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([1, 1]), torch.tensor([0, 10])
+    with pytest.raises(ValueError, match="guidance_channels must be"):
+        model.forward_with_cfg(x, t, y, 2.0, guidance_channels=3)
+    with pytest.raises(ValueError, match="pass only one"):
+        model.forward_with_cfg(x, t, y, 2.0, guide_all_channels=True, guidance_channels="official")

@@ -214,35 +214,52 @@ class DiT(nn.Module):
         return unpatchify(x, self.patch_size, self.out_channels)
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
-                         guide_all_channels: bool | None = None) -> torch.Tensor:
+                         guide_all_channels: bool | None = None,
+                         guidance_channels: str | None = None) -> torch.Tensor:
         """One classifier-free-guidance step on a doubled batch, as in the official DiT.
 
         The caller builds the batch: the first half conditional (real labels), the second half
         unconditional (``y = num_classes``, the null class), same ``x`` and ``t`` in both halves.
         As in the official code, the first half of ``x`` is used for both halves and the model runs
-        ONCE on the doubled batch. Then::
+        ONCE on the doubled batch. Then, on the guided channels::
 
             eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond)
 
-        Which channels are guided:
+        Which output channels are guided (``guidance_channels``):
 
-        * ``in_channels == 4`` (SD-VAE latents) and ``guide_all_channels`` not True: only the first
-          3 channels, exactly the official behaviour (an accident the authors acknowledged later;
-          kept by default so results match the paper). Channel 3 passes through unguided.
-        * ``guide_all_channels=True``, or any other channel count: all ``in_channels`` noise channels.
+        * ``"official"``: the first 3 OUTPUT channels, whatever the channel count -- literally the
+          official ``model_out[:, :3]``. For 4-channel SD-VAE latents that is 3 of the 4 eps
+          channels (an accident the authors acknowledged; their numbers were made with it). For
+          other counts it is stranger: with C = 1 and learned sigma the output is (eps, v), so the
+          variance channel v is guided too; with C = 1 and fixed sigma, the single eps channel.
+        * ``"all"``: all ``in_channels`` eps channels, never the variance -- standard CFG.
+        * ``None`` (minidit's default): ``"official"`` for ``in_channels == 4``, so results on
+          latents match the paper's, and ``"all"`` for any other channel count, where copying the
+          official slice would guide the wrong channels. ``guide_all_channels=True`` (the older
+          spelling) means ``"all"``.
 
-        The learned-sigma channels (``[in_channels:]``) are never guided. Returns
-        ``(2B, out_channels, I, I)`` with both halves holding the guided ``eps`` (as official).
+        Outside the guided channels the output passes through: each half keeps its own
+        (learned-sigma) channels. Returns ``(2B, out_channels, I, I)`` with both halves holding
+        the guided channels (as official).
         """
         if x.shape[0] % 2 != 0:
             raise ValueError(f"forward_with_cfg needs an even batch (conditional half + unconditional half), "
                              f"got {x.shape[0]}")
+        if guidance_channels not in (None, "official", "all"):
+            raise ValueError(f"guidance_channels must be 'official', 'all' or None (minidit's default), "
+                             f"got {guidance_channels!r}")
+        if guide_all_channels and guidance_channels == "official":
+            raise ValueError("guide_all_channels=True asks for all channels, guidance_channels='official' "
+                             "for the first 3: pass only one of them")
+        if guidance_channels is None:
+            official_quirk = self.in_channels == 4 and guide_all_channels is not True
+            guidance_channels = "official" if official_quirk else "all"
         half = x[: len(x) // 2]
         # (B, C, I, I) -> (2B, C, I, I): the same x_t for the conditional and unconditional pass
         combined = torch.cat([half, half], dim=0)
         model_out = self.forward(combined, t, y)
-        official_quirk = self.in_channels == 4 and guide_all_channels is not True
-        guided = 3 if official_quirk else self.in_channels
+        # official: model_out[:, :3] (at most out_channels of them); all: the eps channels
+        guided = 3 if guidance_channels == "official" else self.in_channels
         eps, rest = model_out[:, :guided], model_out[:, guided:]
         cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
         # eps = eps_uncond + s * (eps_cond - eps_uncond)
