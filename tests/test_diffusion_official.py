@@ -59,7 +59,8 @@ def knows_x0(x_0, v=-1.0):
 def gaussian_data_eps(mu, s):
     """The exact eps-model for data x_0 ~ N(mu, s^2) in every dimension (fixed variance).
 
-    x_t ~ N(sqrt(ab) mu, ab s^2 + 1 - ab), so E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab).
+    x_t ~ N(sqrt(ab) mu, ab s^2 + 1 - ab), so
+    E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab).
     """
     ab = torch.from_numpy(ALPHA_BAR)
 
@@ -353,7 +354,8 @@ def test_calc_bpd_loop_is_the_per_step_terms_in_official_order():
         ab = d.alphas_cumprod[11 - k]
         eps = model(x_t, torch.tensor(d.timestep_map)[t])[:, :3]
         x0_hat = (x_t - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-        torch.testing.assert_close(got["xstart_mse"][:, k], mean_flat((x0_hat - x_0) ** 2), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(got["xstart_mse"][:, k], mean_flat((x0_hat - x_0) ** 2),
+                                   rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(got["total_bpd"], got["vb"].sum(1) + got["prior_bpd"], rtol=1e-12, atol=0)
     # clipping the x_0 estimate changes the terms of a model that predicts out of range
     torch.manual_seed(7)

@@ -7,6 +7,8 @@ At sampling time we push the prediction away from the unconditional one::
     eps_guided = eps(x_t, null) + s * (eps(x_t, y) - eps(x_t, null))
 
 s = 1 is plain conditional sampling; DiT's best FID uses s = 1.5.
+(Classifier guidance, which steers with the gradient of a second, noise-aware classifier
+network instead, is in ``classifier_guidance.py``.)
 
 The official pattern, which ``sample_with_guidance`` wraps: double the batch -- the same noise
 twice, labels ``y`` for the first half and the null class ``num_classes`` for the second -- and

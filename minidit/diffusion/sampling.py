@@ -14,10 +14,11 @@ Arguments come in the official order (``model, shape, noise, clip_denoised, deno
 cond_fn, model_kwargs, device, progress[, eta]``), so positional calls mean the same in both.
 ``cond_fn`` adds classifier guidance (``classifier_guidance.py``).
 
-``clip_denoised`` defaults to False here and True in the official code. minidit samples VAE
-latents (and the digits presets in [-1, 1] would not notice): clamping a latent's x_0 estimate to
-[-1, 1] silently ruins the samples, which is why the official sampling scripts pass
-``clip_denoised=False`` every time. For pixel-space models pass ``clip_denoised=True``.
+``clip_denoised`` DEFAULTS TO False HERE AND TO True IN THE OFFICIAL CODE. DiT samples VAE
+latents, which are not confined to [-1, 1]: clamping a latent's x_0 estimate silently damages the
+samples, which is why the official sampling scripts pass ``clip_denoised=False`` every time, and
+minidit makes the safe value the default. For pixel-space models (data in [-1, 1], like the
+digits preset) ``clip_denoised=True`` is legitimate: pass it explicitly.
 
 ``SamplingMethods`` holds the loops; ``GaussianDiffusion`` inherits them (they only need its
 ``p_mean_variance`` and schedule), so ``diffusion.p_sample_loop(...)`` works as in the official code.
