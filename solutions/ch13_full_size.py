@@ -6,7 +6,6 @@ from __future__ import annotations
 
 
 
-
 def latent_size(image_size: int, downsample_factor: int = 8) -> int:
     """Side of the VAE latent for a square ``image_size`` image: ``image_size / downsample_factor``.
 
