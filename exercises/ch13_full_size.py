@@ -1,6 +1,6 @@
 """Chapter 13 (Full size): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: latent_size, mfu, gpu_hours.
+Fill in every `raise NotImplementedError(...)` below: latent_size, gpu_hours, mfu.
 The notebook notebooks/13_full_size.ipynb explains each one; the
 docstrings give the equations and shapes. Grade yourself with
 
@@ -24,22 +24,6 @@ def latent_size(image_size: int, downsample_factor: int = 8) -> int:
         'EXERCISE ch13.latent_size is not done yet: write it in exercises/ch13_full_size.py (chapter 13, Full size; notebooks/13_full_size.ipynb explains it), then run pytest -m ch13 --impl=exercises')
 
 
-def mfu(images_per_second: float, gflops_per_image: float, peak_tflops: float) -> float:
-    """Model FLOPs utilisation of training: the fraction of the GPU's peak the model really uses.
-
-    ``gflops_per_image`` is the paper's forward Gflops (multiply-accumulates, 118.6 for DiT-XL/2).
-    A MAC is 2 FLOPs and a training step costs 3 forward passes (the backward pass ~ 2x the
-    forward), so::
-
-        MFU = images_per_second * 3 * 2 * gflops_per_image * 1e9 / (peak_tflops * 1e12)
-
-    Returns a float (0.4 means 40%). ``peak_tflops`` is the dense peak of the precision used
-    (989 for an H100 SXM in bf16). Raise ``ValueError`` if ``peak_tflops`` is not positive.
-    """
-    raise NotImplementedError(
-        'EXERCISE ch13.mfu is not done yet: write it in exercises/ch13_full_size.py (chapter 13, Full size; notebooks/13_full_size.ipynb explains it), then run pytest -m ch13 --impl=exercises')
-
-
 def gpu_hours(num_images_seen: float, images_per_second_per_gpu: float, num_gpus: int = 1) -> tuple[float, float]:
     """How long a run takes: ``(wall_clock_hours, gpu_hours)``.
 
@@ -54,3 +38,19 @@ def gpu_hours(num_images_seen: float, images_per_second_per_gpu: float, num_gpus
     """
     raise NotImplementedError(
         'EXERCISE ch13.gpu_hours is not done yet: write it in exercises/ch13_full_size.py (chapter 13, Full size; notebooks/13_full_size.ipynb explains it), then run pytest -m ch13 --impl=exercises')
+
+
+def mfu(images_per_second: float, gflops_per_image: float, peak_tflops: float, passes: int = 3) -> float:
+    """Model FLOPs utilisation: the fraction of the GPU's peak the model really uses.
+
+    ``gflops_per_image`` is the paper's forward Gflops (multiply-accumulates, 118.6 for DiT-XL/2).
+    A MAC is 2 FLOPs and a training step costs ``passes = 3`` forward passes (the backward pass ~
+    2x the forward; ``passes=1`` measures a forward pass alone, as in sampling), so::
+
+        MFU = images_per_second * passes * 2 * gflops_per_image * 1e9 / (peak_tflops * 1e12)
+
+    Returns a float (0.4 means 40%). ``peak_tflops`` is the dense peak of the precision used
+    (989 for an H100 SXM in bf16). Raise ``ValueError`` if ``peak_tflops`` is not positive.
+    """
+    raise NotImplementedError(
+        'EXERCISE ch13.mfu is not done yet: write it in exercises/ch13_full_size.py (chapter 13, Full size; notebooks/13_full_size.ipynb explains it), then run pytest -m ch13 --impl=exercises')
