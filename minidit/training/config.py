@@ -14,7 +14,7 @@ once, when it is made, so every later step can trust it.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 from minidit.data import DATASETS
 from minidit.models import DiT_models
@@ -91,6 +91,10 @@ class TrainConfig:
             raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
         if self.sampler not in ("ddpm", "ddim"):
             raise ValueError(f"--sampler must be ddpm or ddim, got {self.sampler!r}")
+
+    def to_dict(self) -> dict:
+        """Every setting by name (what args.json and a checkpoint's "args" hold)."""
+        return asdict(self)
 
 
 # The defaults as a dict (what a checkpoint's "args" may set, and what the tests read).

@@ -8,7 +8,6 @@ minidit/train.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,7 @@ def start_run(parts: Parts, info: DistInfo, resume_path: Path | None = None) -> 
     run_dir = run_folder(config, info, resume_path)
     logger = create_logger(run_dir, info.is_main)
     in_channels, input_size, _ = parts.input_shape
-    run_args = dict(dataclasses.asdict(config), in_channels=in_channels, input_size=input_size,
+    run_args = dict(config.to_dict(), in_channels=in_channels, input_size=input_size,
                     world_size=info.world_size)
     if info.is_main:
         write_json(run_dir / "args.json", run_args)
