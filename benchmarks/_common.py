@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: the machine report, synced timing, medians, tables.
+"""What the benchmark scripts share: the machine report, synced timing, medians, tables.
 
 Not a test and not part of minidit: the scripts in this folder print numbers side by side in one
 run. On a shared machine, absolute numbers drift with the load; the scripts therefore interleave
