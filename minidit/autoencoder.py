@@ -1,4 +1,4 @@
-"""A tiny KL autoencoder, trained from scratch, so latent diffusion runs end to end offline.
+"""The tiny KL autoencoder itself, trained from scratch so latent diffusion runs offline (vae.py wraps it).
 
 DiT never sees pixels: a frozen VAE encoder maps an image ``x`` (3, 256, 256) to a latent ``z``
 (4, 32, 32) -- downsampling factor f = 8 -- the transformer learns to denoise ``z``, and the VAE

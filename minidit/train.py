@@ -1,7 +1,8 @@
-"""Train a DiT: ``python -m minidit.train`` (see ``--help``; presets in minidit/training/presets.py).
+"""Train a DiT: the command line ``python -m minidit.train`` and its loop (the pieces: minidit/training/).
 
 With no arguments it trains the offline default -- a small class-conditional DiT on 8x8 digits
-with learned sigma -- in about two minutes on two CPU cores. At full size it is the paper's
+with learned sigma -- in about two minutes on two CPU cores (``--help`` lists the flags;
+minidit/training/presets.py the presets). At full size it is the paper's
 recipe (``--preset imagenet256-xl2 --data-path /data/imagenet/train``), on one GPU or many::
 
     torchrun --nproc_per_node 8 -m minidit.train --preset imagenet256-xl2 --data-path ... \\
@@ -14,8 +15,7 @@ EMA). minidit adds what a long run needs: exact resume, atomic checkpoints, NaN 
 bf16/compile, throughput and MFU in the log.
 
 Reading order: ``main`` (flags -> settings -> train), then ``train`` (build, loop, finish), then
-the named steps it calls. This file is the command line and the loop; the pieces live in
-``minidit/training/`` (settings, data position, checkpoints, the step itself).
+the named steps it calls.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One VAE interface for latent diffusion: the tiny offline autoencoder or Stable Diffusion's.
+"""One VAE interface for latent diffusion, over the tiny autoencoder (autoencoder.py) or Stable Diffusion's.
 
 DiT trains on ``z = scale_factor * E(x)`` and samples images as ``D(z / scale_factor)``. Whatever
 the autoencoder behind it, a :class:`VAE` here offers:
