@@ -73,6 +73,7 @@ def train(config: TrainConfig, info: DistInfo, resumed: dict | None = None,
     """Build everything, run the loop to ``max_steps``, then write the final grid and loss curve."""
     configure_torch(info.device, config.threads)
     run = start_run(prepare(config, info), info, resume_path)
+    config = run.config  # on extracted latents it names the latents' own VAE
     if resumed is not None:
         restore(run, resumed, resume_path)
     run.logger.info(f"training to step {run.max_steps} ({run.loader.steps_per_epoch} steps per epoch)")
