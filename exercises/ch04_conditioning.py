@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from minidit.models.attention import Attention, CrossAttention
+from minidit.models.attention import Attention
 from minidit.models.mlp import Mlp
-import math
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

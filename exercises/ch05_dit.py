@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from minidit.models.attention import Attention, CrossAttention
-from minidit.models.block import modulate
 
 
 def num_patches(input_size: int, patch_size: int) -> int:

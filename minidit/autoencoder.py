@@ -1,4 +1,4 @@
-"""A tiny KL autoencoder, trained from scratch, so latent diffusion runs end to end offline.
+"""The tiny KL autoencoder itself, trained from scratch so latent diffusion runs offline (vae.py wraps it).
 
 DiT never sees pixels: a frozen VAE encoder maps an image ``x`` (3, 256, 256) to a latent ``z``
 (4, 32, 32) -- downsampling factor f = 8 -- the transformer learns to denoise ``z``, and the VAE
@@ -32,6 +32,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from minidit.data import get_dataset
+from minidit.env import cache_dir, smoke
 
 
 # ----------------------------------------------------------------------------- graded (ch09)
@@ -246,7 +249,6 @@ def train_autoencoder(dataset: str = "shapes", steps: int = 1500, image_size: in
     reconstruction error on ``test_samples`` held-out images of the data set, the estimated latent
     ``scale_factor`` and the wall time. Deterministic for a given seed on one machine.
     """
-    from minidit.data import get_dataset
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -298,7 +300,6 @@ def train_autoencoder(dataset: str = "shapes", steps: int = 1500, image_size: in
 
 def default_settings() -> TrainSettings:
     """The recipe of the cached autoencoder; smoke mode (MINIDIT_SMOKE=1) trains far fewer steps."""
-    from minidit.env import smoke
     return TrainSettings(steps=200, pool=1024, test_samples=256) if smoke() else TrainSettings()
 
 
@@ -311,7 +312,6 @@ def load_tiny_autoencoder(settings: TrainSettings | None = None, device: str = "
     smoke-mode and full-size copies never mix. Returns (model in eval mode, info dict).
     """
     from safetensors.torch import load_file, save_file
-    from minidit.env import cache_dir
 
     s = settings or default_settings()
     cfg = AutoencoderConfig()

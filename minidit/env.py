@@ -1,10 +1,13 @@
-"""Where minidit runs: the smoke switch, the device, the cache folder.
+"""Where minidit runs and how torch computes there: smoke switch, device, cache, threads, precision.
 
 Notebooks and scripts read these instead of hard-coding sizes, so the same code runs small on a
-CPU (``MINIDIT_SMOKE=1``, set by CI) and at full size on a GPU.
+CPU (``MINIDIT_SMOKE=1``, set by CI) and at full size on a GPU. The trainer, the sampler and the
+benchmarks set up torch with the same two functions (``configure_torch``, ``autocast_context``),
+so a benchmark's "fp32" or "bf16" is the trainer's.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -36,3 +39,33 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def configure_torch(device: torch.device, threads: int | None = None) -> None:
+    """Set this process's CPU threads (when given) and, on CUDA, allow TF32 matmuls and convolutions.
+
+    PyTorch's OpenMP threads spin at barriers when the cores are busy with other jobs, and tiny
+    models gain little from a second thread, so ``--threads 1`` can be far faster on a shared
+    machine (benchmarks/README.md measures both). TF32 on Ampere and later GPUs: the official code
+    allows it too.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast for ``precision == "bf16"`` (the weights stay fp32: they are the master copy).
+
+    Under autocast the matmuls and attention run in bf16 while PyTorch keeps reductions such as
+    LayerNorm and softmax in fp32; the loss itself is computed in fp32 (see
+    ``minidit.training.objective``). bf16 has fp32's exponent range, so unlike fp16 no loss scaling
+    is needed.
+    """
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
+    return contextlib.nullcontext()

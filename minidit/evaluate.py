@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from minidit.metrics.classifier import _split_tensors
 from minidit.metrics.features import FeatureExtractor, get_feature_extractor
 from minidit.metrics.fid import feature_statistics, frechet_distance
 from minidit.metrics.inception_score import inception_score
@@ -41,8 +42,6 @@ IS_SPLIT_SIZE = 5000  # as the ADM evaluator: one IS split per 5000 samples
 
 def dataset_reference(name: str, split: str = "train", num_samples: int | None = None):
     """The images (uint8 NHWC, quantised like samples) and labels of a minidit data set split."""
-    from minidit.metrics.classifier import _split_tensors
-
     kwargs = {"num_samples": num_samples} if num_samples else {}
     x, y = _split_tensors(name, split == "train", **kwargs)
     return to_uint8(x), y.numpy()

@@ -44,6 +44,8 @@ from tqdm.auto import tqdm
 
 from minidit.data import DATASETS, get_dataset
 from minidit.data.latents import FORMAT_VERSION
+from minidit.env import pick_device
+from minidit.vae import load_vae
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -180,8 +182,6 @@ def main(argv=None):
     if world > 1 and "MASTER_ADDR" in os.environ and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = dist_info()
-    from minidit.env import pick_device
-    from minidit.vae import load_vae
     device = pick_device(args.device)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

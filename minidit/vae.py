@@ -1,4 +1,4 @@
-"""One VAE interface for latent diffusion: the tiny offline autoencoder or Stable Diffusion's.
+"""One VAE interface for latent diffusion, over the tiny autoencoder (autoencoder.py) or Stable Diffusion's.
 
 DiT trains on ``z = scale_factor * E(x)`` and samples images as ``D(z / scale_factor)``. Whatever
 the autoencoder behind it, a :class:`VAE` here offers:
@@ -26,6 +26,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from minidit.autoencoder import TinyAutoencoder, load_tiny_autoencoder
 
 # Stable Diffusion's latent scale: 1 / std of its VAE's latents on training images (see
 # minidit.autoencoder.estimate_scale_factor). DiT uses the same constant.
@@ -192,8 +194,6 @@ def load_vae(spec="tiny", device="cpu", scale_factor: float | None = None) -> VA
     the factor estimated from its training latents. ``spec`` may also be a
     :class:`~minidit.autoencoder.TinyAutoencoder` instance (then ``scale_factor`` is required).
     """
-    from minidit.autoencoder import TinyAutoencoder, load_tiny_autoencoder
-
     if isinstance(spec, TinyAutoencoder):
         if scale_factor is None:
             raise ValueError("load_vae(<TinyAutoencoder>): pass scale_factor= (e.g. from estimate_scale_factor)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from minidit.models.attention import Attention, CrossAttention
 from minidit.models.block import modulate
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-N_CHAPTERS = 13
+from minidit.chapters import CHAPTERS, chapter_stem  # noqa: E402  (after ROOT is importable)
 
 
 def pytest_addoption(parser):
@@ -31,9 +31,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    for ch in range(1, N_CHAPTERS + 1):
-        config.addinivalue_line("markers", f"ch{ch}: exercises of chapter {ch}")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds on 2 CPU cores")
+    for ch, (_, title) in CHAPTERS.items():
+        config.addinivalue_line("markers", f"ch{ch}: exercises of chapter {ch} ({title})")
 
 
 def _impl_dir(config) -> Path:
@@ -53,10 +52,9 @@ def impl(request):
     base = _impl_dir(request.config)
 
     def load(chapter: str):
-        matches = sorted(base.glob(f"{chapter}_*.py"))
-        if not matches:
-            raise FileNotFoundError(f"no {chapter}_*.py in {base}; run python tools/make_exercises.py")
-        path = matches[0]
+        path = base / f"{chapter_stem(chapter)}.py"
+        if not path.is_file():
+            raise FileNotFoundError(f"no {path.name} in {base}; run python tools/make_exercises.py")
         if path not in _loaded:
             name = f"_graded_{abs(hash(str(base)))}_{path.stem}"
             spec = importlib.util.spec_from_file_location(name, path)

@@ -62,7 +62,6 @@ def _final(run: Path) -> dict:
     return ck.load_checkpoint(ck.list_checkpoints(run / "checkpoints")[-1][1])
 
 
-@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     """Stopped at step 3 and resumed to 7 == straight to 7, bit for bit (model, EMA, optimizer).
 
@@ -89,7 +88,6 @@ def test_resume_is_exact(tmp_path):
     assert "(step=0000004)" in (first / "log.txt").read_text()
 
 
-@pytest.mark.slow
 def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     """Kill -9 a run that checkpoints every step; the newest complete .pt must load."""
     cmd = [sys.executable, "-m", "minidit.train", "--results-dir", str(tmp_path), *FAST,

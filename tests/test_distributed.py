@@ -22,7 +22,6 @@ def test_split_and_seeds():
     assert [rank_seed(5, 4, r) for r in range(4)] == [20, 21, 22, 23]
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

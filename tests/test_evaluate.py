@@ -24,7 +24,6 @@ def digits_cache(tmp_path_factory):
         yield cache
 
 
-@pytest.mark.slow
 def test_evaluate_cli_against_dataset_and_npz(digits_cache, tmp_path, capsys):
     x, y = _split_tensors("digits", False)
     save_samples_npz(tmp_path / "real.npz", to_uint8(x), y.numpy())

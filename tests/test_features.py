@@ -86,7 +86,6 @@ def test_extractor_spec_errors(tmp_path):
         get_feature_extractor("resnet")
 
 
-@pytest.mark.slow
 def test_digits_extractor_fid_grows_with_noise_and_blur(digits_extractor):
     ex = digits_extractor
     assert ex.test_accuracy > 0.95
@@ -108,7 +107,6 @@ def test_digits_extractor_fid_grows_with_noise_and_blur(digits_extractor):
     np.testing.assert_array_equal(again.features(x_test[:20]), ex.features(x_test[:20]))
 
 
-@pytest.mark.slow
 def test_digits_extractor_outputs_and_collapse_measure(digits_extractor):
     ex = digits_extractor
     x, y = _split_tensors("digits", False)

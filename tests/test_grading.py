@@ -52,7 +52,6 @@ def test_exercise_stubs_name_the_exercise_and_the_file():
         assert "BEGIN SOLUTION" not in text, "solution markers leaked into exercises/"
 
 
-@pytest.mark.slow
 def test_untouched_exercises_only_skip():
     """pytest --impl=exercises on the untouched stubs: every graded test skips, none fails or errors."""
     proc = _pytest("tests/exercises", "--impl=exercises", "-rs")
@@ -64,7 +63,6 @@ def test_untouched_exercises_only_skip():
     assert "EXERCISE ch" in out and "exercises/ch" in out, "skip messages must say which exercise to do"
 
 
-@pytest.mark.slow
 def test_a_wrong_answer_fails_with_a_helpful_message(tmp_path):
     """A student's wrong `modulate` (x * scale + shift, forgetting the 1 +) fails and says why."""
     impl = tmp_path / "student"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from minidit import train as train_mod
 from minidit.training.checkpoint import list_checkpoints, load_checkpoint
-from minidit.training.config import DEFAULTS, resolve
+from minidit.training.config import DEFAULTS, TrainConfig, preset_config, resolve
 from minidit.training.presets import PRESETS
 
 # tiny and fast: the smallest model, a small batch, few sampling steps
@@ -48,15 +48,40 @@ def test_flags_override_presets_and_defaults_follow_official():
     args = resolve(["--preset", "imagenet256-xl2", "--lr", "3e-4"])
     assert args.lr == 3e-4 and args.model == "DiT-XL/2" and args.ema_decay == 0.9999
     # the paper's recipe
-    p = PRESETS["imagenet256-xl2"]
-    assert (p["global_batch_size"], p["lr"], p["weight_decay"], p["vae"], p["image_size"], p["flip"],
-            p["max_steps"], p["log_every"], p["ckpt_every"]) == (256, 1e-4, 0.0, "ema", 256, True, 400_000, 100, 50_000)
+    p = preset_config("imagenet256-xl2")
+    assert (p.global_batch_size, p.lr, p.weight_decay, p.vae, p.image_size, p.flip,
+            p.max_steps, p.log_every, p.ckpt_every) == (256, 1e-4, 0.0, "ema", 256, True, 400_000, 100, 50_000)
     # no arguments -> the digits preset; official train.py defaults underneath
     assert resolve([]).preset == "digits"
     assert (DEFAULTS["epochs"], DEFAULTS["global_seed"], DEFAULTS["results_dir"]) == (1400, 0, "results")
     # a resumed run keeps its recipe, typed flags still win
     args = resolve(["--max-steps", "9"], checkpoint_args=dict(preset="digits", lr=5e-4, max_steps=3, device="x"))
     assert args.lr == 5e-4 and args.max_steps == 9 and args.device is None
+
+
+def test_presets_name_only_what_they_change():
+    for name, changes in PRESETS.items():
+        assert changes, name
+        assert all(DEFAULTS[k] != v for k, v in changes.items()), f"{name} repeats a default"
+        full = preset_config(name)
+        assert all(getattr(full, k) == v for k, v in changes.items())
+    # the two shapes presets share everything but the model and the autoencoder
+    latent, pixel = PRESETS["shapes-latent"], PRESETS["shapes-pixel"]
+    assert {k for k in latent if latent[k] != pixel.get(k)} == {"model", "vae"} and set(latent) == set(pixel)
+    # the default job's recipe, as benchmarks/default_quality.py measured it
+    d = preset_config("digits")
+    assert (d.model, d.max_steps, d.global_batch_size, d.lr, d.decay_steps, d.ema_decay, d.cfg_scale,
+            d.class_dropout_prob, d.learn_sigma) == ("DiT-P/2", 4500, 128, 2e-3, 4500, 0.995, 1.5, 0.1, True)
+
+
+def test_config_is_checked_once_when_made_and_cannot_change():
+    with pytest.raises(ValueError, match="--log-every must be a positive integer"):
+        TrainConfig(log_every=0)
+    with pytest.raises(ValueError, match="--precision must be fp32 or bf16"):
+        TrainConfig(precision="fp16")
+    config = preset_config()
+    with pytest.raises(AttributeError):
+        config.vae = "tiny"  # prepare() derives a new config instead of changing this one
 
 
 @pytest.mark.parametrize("argv, error, words", [
@@ -81,7 +106,7 @@ def test_latent_size_not_divisible_by_patch(tmp_path, monkeypatch):
     class FakeVAE:  # a stand-in VAE: factor 4, 4 latent channels
         downsample_factor, latent_channels = 4, 4
 
-    monkeypatch.setattr("minidit.sample.build_vae", lambda name, device: FakeVAE() if name else None)
+    monkeypatch.setattr("minidit.training.setup.build_vae", lambda name, device: FakeVAE() if name else None)
     with pytest.raises(ValueError, match=r"latent size 2 .*not divisible by the patch size 4"):
         train_mod.main(["--results-dir", str(tmp_path), *FAST, "--model", "DiT-P/4", "--vae", "fake"])
 

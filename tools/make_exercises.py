@@ -15,9 +15,11 @@ For every chapter this script writes two files with the same name:
 * ``exercises/chNN_<topic>.py`` -- the same, each marked region replaced by
   ``raise NotImplementedError("EXERCISE chNN.<name> ...")`` that says what to do and where.
 
-Each file starts with the imports of the modules the code came from, plus an import from
-``minidit`` of every other module-level name the code uses, so a student's file uses the
-finished package for everything outside the chapter's own exercises (one bug does not cascade).
+Each file starts with the imports its code uses -- taken from the modules the code came from,
+plus an import from ``minidit`` of every other module-level name the code uses -- so a student's
+file uses the finished package for everything outside the chapter's own exercises (one bug does
+not cascade). An exercise file, whose marked regions are stubs, imports only what is left.
+The chapters (numbers, file stems, titles) come from ``minidit/chapters.py``.
 
 Usage::
 
@@ -37,30 +39,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "minidit"
+sys.path.insert(0, str(ROOT))  # this checkout's minidit, whatever else is installed
 
-# chapter number -> (file/notebook stem, title). Notebooks are notebooks/NN_<stem>.ipynb.
-CHAPTERS = {
-    1: ("forward_process", "The forward process"),
-    2: ("denoising", "Learning to denoise"),
-    3: ("tokens", "Images as token sequences"),
-    4: ("conditioning", "Conditioning"),
-    5: ("dit", "The Diffusion Transformer"),
-    6: ("training", "Training a DiT"),
-    7: ("sampling", "Sampling"),
-    8: ("learned_variance", "Learned variance and the hybrid loss"),
-    9: ("latent_diffusion", "Latent diffusion"),
-    10: ("metrics", "Measuring quality"),
-    11: ("conditioning_ablation", "Conditioning ablation"),
-    12: ("scaling", "Scaling"),
-    13: ("full_size", "Full size"),
-}
+from minidit.chapters import CHAPTERS, chapter_stem, notebook_path  # noqa: E402
 
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION ch(\d+)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
-
-
-def chapter_stem(ch: int) -> str:
-    return f"ch{ch:02d}_{CHAPTERS[ch][0]}"
 
 
 def module_name(path: Path) -> str:
@@ -71,17 +55,86 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def absolute_import(node: ast.ImportFrom, mod: str, is_pkg: bool) -> str:
-    """Rewrite ``from .x import y`` in module ``mod`` as ``from minidit.<...>.x import y``."""
+def module_of(node: ast.ImportFrom, mod: str, is_pkg: bool) -> str:
+    """The absolute module of ``from .x import y`` written in module ``mod``."""
     if node.level == 0:
-        return ast.unparse(node)
+        return node.module
     base = mod.split(".")
     if not is_pkg:
         base = base[:-1]
     base = base[: len(base) - (node.level - 1)]
-    target = ".".join(base + ([node.module] if node.module else []))
-    names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in node.names)
-    return f"from {target} import {names}"
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_bindings(node: ast.stmt, mod: str, is_pkg: bool) -> list[tuple[str, str]]:
+    """``(bound name, import statement)`` for every name a top-level import binds, one statement each.
+
+    ``import torch.nn as nn`` binds ``nn``; ``import os.path`` binds ``os``; relative imports
+    become absolute (``from .x import y`` in minidit/models/dit.py: ``from minidit.models.x import y``).
+    """
+    if isinstance(node, ast.Import):
+        return [(a.asname or a.name.split(".")[0], f"import {a.name}" + (f" as {a.asname}" if a.asname else ""))
+                for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+        target = module_of(node, mod, is_pkg)
+        return [(a.asname or a.name, f"from {target} import {a.name}" + (f" as {a.asname}" if a.asname else ""))
+                for a in node.names]
+    return []
+
+
+def names_used(code: str) -> set[str]:
+    """The free names ``code`` reads: ``np.asarray`` reads ``np``; annotations and defaults count,
+    a function's parameters and local variables do not (they need no import)."""
+    free: set[str] = set()
+
+    def bound_in(fn) -> set[str]:
+        a = fn.args
+        names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if x}
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+                names.add(n.id)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not fn:
+                names.add(n.name)
+            elif isinstance(n, ast.alias):
+                names.add(n.asname or n.name.split(".")[0])
+        return names
+
+    def visit(node: ast.AST, scope: set[str]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            # decorators, defaults and annotations belong to the enclosing scope, the body to the function's
+            outer = [node.args, *getattr(node, "decorator_list", []), getattr(node, "returns", None)]
+            for child in filter(None, outer):
+                visit(child, scope)
+            inner = scope | bound_in(node)
+            for child in (node.body if isinstance(node.body, list) else [node.body]):
+                visit(child, inner)
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in scope:
+            free.add(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope)
+
+    visit(ast.parse(code), set())
+    return free
+
+
+def merge_imports(statements: list[str]) -> list[str]:
+    """Standard library, then third party, then minidit (each sorted by module), with
+    ``from m import a`` + ``from m import b`` merged into ``from m import a, b``."""
+    merged: dict[str, list[str]] = {}
+    for st in statements:
+        key, _, name = st.partition(" import ") if st.startswith("from ") else (st, "", "")
+        merged.setdefault(key, [])
+        if name and name not in merged[key]:
+            merged[key].append(name)
+
+    def order(key: str) -> tuple[int, str]:
+        module = key.split()[1]
+        top = module.split(".")[0]
+        return (0 if top in sys.stdlib_module_names else 2 if top == "minidit" else 1, module)
+
+    return [f"{key} import {', '.join(names)}" if names else key for key, names in sorted(merged.items(),
+                                                                                         key=lambda kv: order(kv[0]))]
 
 
 def innermost_def(tree_node: ast.AST, line: int) -> str:
@@ -101,14 +154,13 @@ def innermost_def(tree_node: ast.AST, line: int) -> str:
 class Graded:
     """One graded top-level function or class, with its source and where it came from."""
 
-    def __init__(self, path, mod, is_pkg, node, lines, chapter, imports, module_names):
+    def __init__(self, path, mod, node, lines, chapter, bindings, module_names):
         self.path, self.mod, self.node, self.chapter = path, mod, node, chapter
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         self.lines = lines[start - 1: node.end_lineno]
         self.first = start
-        self.imports = imports
-        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-        self.needs = sorted(used & module_names - {node.name})
+        self.bindings = bindings  # name -> import statement, from the source module's top level
+        self.module_names = module_names  # the source module's own top-level definitions
         self.name = node.name
 
     def render(self, exercise: bool) -> str:
@@ -120,7 +172,7 @@ class Graded:
                 if exercise:
                     where = innermost_def(self.node, self.first + offset)
                     stem = chapter_stem(self.chapter)
-                    nb = f"notebooks/{self.chapter:02d}_{CHAPTERS[self.chapter][0]}.ipynb"
+                    nb = notebook_path(self.chapter)
                     msg = (f"EXERCISE ch{self.chapter:02d}.{where} is not done yet: write it in "
                            f"exercises/{stem}.py (chapter {self.chapter}, "
                            f"{CHAPTERS[self.chapter][1]}; {nb} explains it), then run "
@@ -146,13 +198,10 @@ def scan():
         lines = text.splitlines()
         tree = ast.parse(text)
         mod, is_pkg = module_name(path), path.name == "__init__.py"
-        imports = []
+        bindings: dict[str, str] = {}
         module_names = set()
         for node in tree.body:
-            if isinstance(node, ast.Import):
-                imports.append(ast.unparse(node))
-            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
-                imports.append(absolute_import(node, mod, is_pkg))
+            bindings.update(import_bindings(node, mod, is_pkg))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 module_names.add(node.name)
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -172,8 +221,7 @@ def scan():
                 raise SystemExit(f"{path}:{node.lineno}: {node.name} has markers for chapters "
                                  f"{sorted(chapters)}; use one known chapter per function/class")
             ch = chapters.pop()
-            by_chapter.setdefault(ch, []).append(
-                Graded(path, mod, is_pkg, node, lines, ch, imports, module_names))
+            by_chapter.setdefault(ch, []).append(Graded(path, mod, node, lines, ch, bindings, module_names))
     return by_chapter
 
 
@@ -184,7 +232,7 @@ def render_file(ch: int, items: list[Graded], exercise: bool) -> str:
     if exercise:
         head = (f'"""Chapter {ch} ({title}): exercises.\n\n'
                 f"Fill in every `raise NotImplementedError(...)` below: {names}.\n"
-                f"The notebook notebooks/{ch:02d}_{CHAPTERS[ch][0]}.ipynb explains each one; the\n"
+                f"The notebook {notebook_path(ch)} explains each one; the\n"
                 f"docstrings give the equations and shapes. Grade yourself with\n\n"
                 f"    pytest -m ch{ch} --impl=exercises\n\n"
                 f"Generated by tools/make_exercises.py from minidit/ -- see exercises/README.md.\n"
@@ -193,22 +241,28 @@ def render_file(ch: int, items: list[Graded], exercise: bool) -> str:
         head = (f'"""Chapter {ch} ({title}): reference solutions for {names}.\n\n'
                 f"Generated by tools/make_exercises.py from minidit/; do not edit by hand.\n"
                 f'"""')
-    imports, seen = [], set()
+    codes = [g.render(exercise) for g in items]
+    body = "\n\n\n".join(codes)
+    imports = "".join(line + "\n" for line in imports_for(items, codes))
+    return f"{head}\nfrom __future__ import annotations\n\n{imports}\n\n{body}\n"
+
+
+def imports_for(items: list[Graded], codes: list[str]) -> list[str]:
+    """The imports the rendered ``codes`` of ``items`` need, each name resolved in its source module:
+    that module's own import of it, or (a top-level name of the module) an import from the module."""
     ours = {g.name for g in items}
-    for g in items:
-        for imp in g.imports:
-            if imp not in seen:
-                seen.add(imp)
-                imports.append(imp)
-    for g in items:
-        need = [n for n in g.needs if n not in ours]
-        if need:
-            imp = f"from {g.mod} import {', '.join(need)}"
-            if imp not in seen:
-                seen.add(imp)
-                imports.append(imp)
-    body = "\n\n\n".join(g.render(exercise) for g in items)
-    return f"{head}\nfrom __future__ import annotations\n\n" + "\n".join(imports) + "\n\n\n" + body + "\n"
+    statements, bound = [], {}
+    for g, code in zip(items, codes):
+        used = names_used(code) - ours
+        needed = [(name, st) for name, st in g.bindings.items() if name in used]
+        needed += [(name, f"from {g.mod} import {name}") for name in sorted(used & g.module_names - set(g.bindings))]
+        for name, statement in needed:
+            if bound.setdefault(name, statement) != statement:
+                raise SystemExit(f"chapter {g.chapter}: {name!r} is {bound[name]!r} for one graded item and "
+                                 f"{statement!r} for another; rename one of them")
+            if statement not in statements:
+                statements.append(statement)
+    return merge_imports(statements)
 
 
 def expected_files():

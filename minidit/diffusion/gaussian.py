@@ -1,4 +1,4 @@
-"""Closed forms of the Gaussian diffusion chain, as plain tensor functions.
+"""Closed forms of the Gaussian diffusion chain, as plain tensor functions (used by gaussian_diffusion.py).
 
 These are the equations of DDPM (Ho et al. 2020) and Improved DDPM (Nichol & Dhariwal 2021) that
 DiT trains and samples with. ``GaussianDiffusion`` gathers the schedule values for a batch of

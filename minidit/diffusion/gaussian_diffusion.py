@@ -1,4 +1,4 @@
-"""``GaussianDiffusion``: the schedule, the forward process, the reverse step and the loss.
+"""``GaussianDiffusion``, the object over gaussian.py's closed forms: schedule, forward, reverse step, loss.
 
 This is the object ``create_diffusion`` returns (method names as in the official DiT code, which
 inherits them from OpenAI's Improved DDPM / ADM code, so users can move between the two). It owns

@@ -36,7 +36,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .classifier import OFFLINE_SPECS, load_offline_classifier
 from .npz import to_uint8
+from .precision_recall import pairwise_distances
 
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
@@ -180,8 +182,6 @@ def get_feature_extractor(spec: str = "digits", device=None, verbose: bool = Tru
     pytorch-fid's FID-specific InceptionV3 architecture, which minidit does not re-implement: it
     raises NotImplementedError pointing to the TorchScript file, which gives the same features.
     """
-    from .classifier import OFFLINE_SPECS, load_offline_classifier
-
     kind, _, arg = spec.partition(":")
     if kind in OFFLINE_SPECS and not arg:
         model, meta = load_offline_classifier(kind, verbose=verbose)
@@ -218,8 +218,6 @@ def within_class_diversity(images, labels, extractor: FeatureExtractor) -> float
     drops towards 0; compare it with the value of real images of the data set. Classes with
     fewer than 2 images are skipped.
     """
-    from .precision_recall import pairwise_distances
-
     labels = np.asarray(labels)
     feats = extractor.features(images)
     per_class = []

@@ -1,34 +1,104 @@
-"""The trainer's flags, and how presets, a resumed checkpoint and the command line combine.
+"""The trainer's settings: one typed ``TrainConfig``, and how defaults, presets and flags combine.
 
 Four layers, later ones win (nanoGPT's configurator, with argparse):
 
-1. ``DEFAULTS`` -- the official ``train.py`` defaults where it has the flag;
-2. the preset, ``PRESETS[--preset]`` (``digits`` when none is given);
+1. the defaults of ``TrainConfig`` -- the official ``train.py`` defaults where it has the flag;
+2. the preset, ``PRESETS[--preset]`` (``digits`` when none is given): only what it changes;
 3. with ``--resume``: the resumed run's own arguments (a resumed run keeps its recipe);
 4. the flags actually typed on the command line.
 
 Every flag therefore defaults to ``None`` in argparse ("not given"), which is how layer 4 knows
-what to override.
+what to override. ``resolve`` combines the layers; the resulting ``TrainConfig`` checks itself
+once, when it is made, so every later step can trust it.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass, fields
+
+from minidit.data import DATASETS
+from minidit.models import DiT_models
 
 from .presets import DEFAULT_PRESET, PRESETS
 
-# The official train.py defaults (its flags), plus minidit's additions.
-DEFAULTS: dict = dict(
-    data_path=None, results_dir="results", model="DiT-XL/2", image_size=256, num_classes=1000,
-    epochs=1400, global_batch_size=256, global_seed=0, vae="ema", num_workers=4, log_every=100,
-    ckpt_every=50_000,
+KNOWN_DATASETS = set(DATASETS) | {"latents", "imagefolder", "cifar10", "mnist"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run; the field names are the flags' (``--global-batch-size``)."""
+
+    # as in the official train.py (its flags and defaults)
+    data_path: str | None = None
+    results_dir: str = "results"
+    model: str = "DiT-XL/2"
+    image_size: int = 256
+    num_classes: int = 1000
+    epochs: int = 1400
+    global_batch_size: int = 256
+    global_seed: int = 0
+    vae: str | None = "ema"
+    num_workers: int = 4
+    log_every: int = 100
+    ckpt_every: int = 50_000
     # minidit's additions
-    preset=DEFAULT_PRESET, dataset="imagefolder", max_steps=None, lr=1e-4, weight_decay=0.0,
-    warmup_steps=0, decay_steps=None, min_lr=0.0, ema_decay=0.9999, flip=True, resume=None,
-    precision="fp32", compile=False, grad_checkpointing=False, sample_every=0, latents=None,
-    cfg_scale=4.0, num_sampling_steps=250, sampler="ddpm", keep_last=2, milestone_every=None,
-    class_dropout_prob=0.1, learn_sigma=True, train_samples=None, device=None, peak_tflops=None,
-    grid_columns=8, debug_nan_at_step=None, threads=None,
-)
+    preset: str = DEFAULT_PRESET
+    dataset: str = "imagefolder"
+    max_steps: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    decay_steps: int | None = None
+    min_lr: float = 0.0
+    ema_decay: float = 0.9999
+    flip: bool = True
+    resume: str | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    grad_checkpointing: bool = False
+    sample_every: int = 0
+    latents: str | None = None
+    cfg_scale: float = 4.0
+    num_sampling_steps: int = 250
+    sampler: str = "ddpm"
+    keep_last: int = 2
+    milestone_every: int | None = None
+    class_dropout_prob: float = 0.1
+    learn_sigma: bool = True
+    train_samples: int | None = None
+    device: str | None = None
+    peak_tflops: float | None = None
+    grid_columns: int = 8
+    debug_nan_at_step: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self):
+        """The checks that need no data: unknown names, impossible numbers (the data's come in setup.py)."""
+        if self.model not in DiT_models:
+            raise ValueError(f"unknown model {self.model!r}; valid models: {', '.join(DiT_models)}")
+        if self.dataset not in KNOWN_DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(sorted(KNOWN_DATASETS))}")
+        for key in ("global_batch_size", "log_every", "ckpt_every", "num_sampling_steps"):
+            if getattr(self, key) is None or getattr(self, key) < 1:
+                raise ValueError(f"--{key.replace('_', '-')} must be a positive integer, got {getattr(self, key)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise ValueError(f"--ema-decay must lie in [0, 1], got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        if self.sampler not in ("ddpm", "ddim"):
+            raise ValueError(f"--sampler must be ddpm or ddim, got {self.sampler!r}")
+
+    def to_dict(self) -> dict:
+        """Every setting by name (what args.json and a checkpoint's "args" hold)."""
+        return asdict(self)
+
+
+# The defaults as a dict (what a checkpoint's "args" may set, and what the tests read).
+DEFAULTS: dict = {f.name: f.default for f in fields(TrainConfig)}
 
 # Keys that describe *how this process runs*, not the recipe: never taken from a checkpoint.
 RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile", "threads"}
@@ -94,26 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Just the typed flags (everything not given is None); ``resolve`` fills in the rest."""
+    return build_parser().parse_args(argv)
+
+
 def resolve(argv: list[str] | None = None, checkpoint_args: dict | None = None,
-            parsed: argparse.Namespace | None = None) -> argparse.Namespace:
-    """Combine defaults, preset, resumed arguments and typed flags into the run's arguments."""
+            parsed: argparse.Namespace | None = None) -> TrainConfig:
+    """Combine defaults, preset, resumed arguments and typed flags into the run's ``TrainConfig``."""
     if parsed is None:
-        parsed = build_parser().parse_args(argv)
+        parsed = parse_args(argv)
     typed = {k: v for k, v in vars(parsed).items() if v is not None}
     preset = typed.get("preset") or (checkpoint_args or {}).get("preset") or DEFAULT_PRESET
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    args = dict(DEFAULTS)
-    args.update(PRESETS[preset])
+    settings = dict(PRESETS[preset])
     if checkpoint_args:
-        args.update({k: v for k, v in checkpoint_args.items() if k in DEFAULTS and k not in RUNTIME_KEYS})
-    args.update(typed)
-    args["preset"] = preset
-    if args.get("latents"):
-        args["dataset"] = "latents"
-    return argparse.Namespace(**args)
+        settings.update({k: v for k, v in checkpoint_args.items() if k in DEFAULTS and k not in RUNTIME_KEYS})
+    settings.update(typed)
+    settings["preset"] = preset
+    if settings.get("latents"):
+        settings["dataset"] = "latents"
+    return TrainConfig(**settings)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Just the typed flags (everything not given is None); ``resolve`` fills in the rest."""
-    return build_parser().parse_args(argv)
+def preset_config(name: str = DEFAULT_PRESET) -> TrainConfig:
+    """The full settings of a preset (the defaults with the preset's changes)."""
+    return resolve(["--preset", name])

@@ -115,13 +115,22 @@ def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
-def broadcast_flag(flag: bool, info: DistInfo) -> bool:
-    """True on every rank if it is true on any rank (e.g. "the loss became NaN: stop")."""
+def min_over_ranks(value: int, info: DistInfo) -> int:
+    """The smallest ``value`` of all ranks (e.g. the first step at which any rank's loss broke)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+        return value
+    t = torch.tensor([value], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def gather_object(obj, info: DistInfo) -> list | None:
+    """Every rank's ``obj`` (any picklable object), in rank order; None when running alone."""
+    if not info.enabled:
+        return None
+    objects = [None] * info.world_size
+    dist.all_gather_object(objects, obj)
+    return objects
 
 
 def parameters_in_sync(model: torch.nn.Module, info: DistInfo) -> bool:

@@ -8,9 +8,9 @@ lifting (``q_sample``, the KL terms) lives in ``minidit.diffusion``; this module
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
+
+from minidit.env import autocast_context
 
 
 def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Generator | None = None,
@@ -29,20 +29,6 @@ def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Gener
     return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device,
                          dtype=torch.long)
     # END SOLUTION
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast for ``precision == "bf16"`` (the weights stay fp32: they are the master copy).
-
-    Under autocast the matmuls and attention run in bf16 while PyTorch keeps reductions such as
-    LayerNorm and softmax in fp32; the loss itself is computed in fp32 (see ``diffusion_loss``).
-    bf16 has fp32's exponent range, so unlike fp16 no loss scaling is needed.
-    """
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
-    return contextlib.nullcontext()
 
 
 def _float32_output(model):

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from minidit.diffusion import create_diffusion
+from minidit.generation import generate, grid_labels
+from minidit.metrics.npz import to_uint8
 
 
 def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int = 32) -> Path:
@@ -20,10 +25,6 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int =
     is at least ``min_side`` pixels wide and the pixels stay sharp. A 2-pixel white border
     separates the images.
     """
-    from PIL import Image
-
-    from minidit.metrics.npz import to_uint8
-
     n, c, h, w = images.shape
     if n == 0 or rows < 1 or n % rows != 0:
         raise ValueError(f"cannot lay out {n} images in {rows} equal rows")
@@ -45,6 +46,20 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int =
     return path
 
 
+def write_sample_grid(ema, config, vae, shape, run_dir: Path, step: int, device) -> Path:
+    """Sample a grid with the EMA weights (one row per class) without touching the training RNG streams."""
+    labels = grid_labels(config.num_classes, config.grid_columns)
+    diffusion = create_diffusion(str(config.num_sampling_steps), learn_sigma=config.learn_sigma)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # sampling must not shift the training RNG
+        torch.manual_seed(config.global_seed)
+        gen = torch.Generator().manual_seed(config.global_seed)
+        images = generate(ema, diffusion, labels, shape, config.num_classes, cfg_scale=config.cfg_scale,
+                          sampler=config.sampler, device=device, vae=vae, generator=gen,
+                          precision=config.precision)
+    return save_grid(images, run_dir / f"samples_{step:07d}.png", rows=len(torch.unique(labels)))
+
+
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if len(values) < 3 or window <= 1:
         return values
@@ -60,7 +75,7 @@ def save_loss_curve(records: list[dict], path: str | Path, title: str = "") -> P
     Two panels with their own log-scaled y axes: the vb term is orders of magnitude smaller
     than the mse term late in training, and on one axis it would look flat.
     """
-    import matplotlib
+    import matplotlib  # imported on first use: it takes a while, and most processes never plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
