@@ -41,19 +41,68 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def configure_torch(device: torch.device, threads: int | None = None) -> None:
-    """Set this process's CPU threads (when given) and, on CUDA, allow TF32 matmuls and convolutions.
+def check_device(name: str) -> torch.device:
+    """The device ``name`` names (``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked to exist on this machine."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name}: no CUDA GPU is visible here (torch {torch.__version__}); "
+                             f"use --device cpu, or a CUDA build of torch on a machine with a GPU")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: minidit runs on cpu, cuda or mps")
+    return device
 
-    PyTorch's OpenMP threads spin at barriers when the cores are busy with other jobs, and tiny
-    models gain little from a second thread, so ``--threads 1`` can be far faster on a shared
-    machine (benchmarks/README.md measures both). TF32 on Ampere and later GPUs: the official code
-    allows it too.
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """CPU threads for a process that was not told: the usable cores other jobs leave free, at least 1.
+
+    The free cores are the usable ones minus the 1-minute load average (the processes running or
+    waiting to run). On an idle machine that is every core; on a busy one fewer threads, so
+    PyTorch's threads do not queue behind other jobs at every barrier of every operation.
     """
+    cores = usable_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        load = 0.0
+    return max(1, min(cores, cores - int(load + 0.5)))
+
+
+def configure_torch(device: torch.device, threads: int | None = None, auto_threads: bool = False) -> int:
+    """Set this process's CPU threads and, on CUDA, allow TF32 matmuls and convolutions; returns the threads.
+
+    ``threads``: as given (``--threads``); else, with ``auto_threads`` (the trainer), ``OMP_NUM_THREADS``
+    when set (torchrun sets it to 1 per process) or ``default_threads()``; else PyTorch's default. Too many threads are what stalls a run on a busy
+    machine: every operation ends at a barrier that waits for its slowest thread, and a thread that
+    must queue for a core behind other jobs holds up all of them (the command lines also set
+    ``OMP_WAIT_POLICY=PASSIVE`` before torch starts, so a waiting thread sleeps instead of spinning
+    on a core another thread needs; benchmarks/bench_busy_machine.py measures both). TF32 on Ampere
+    and later GPUs: the official code allows it too.
+    """
+    if not threads and auto_threads and not os.environ.get("OMP_NUM_THREADS"):
+        threads = default_threads()
     if threads:
         torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    return torch.get_num_threads()
 
 
 def autocast_context(device: torch.device, precision: str):

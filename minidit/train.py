@@ -19,25 +19,30 @@ the named steps it calls.
 """
 from __future__ import annotations
 
-import itertools
-import sys
+import os
 import time
 from pathlib import Path
 
-import torch
+# Before torch loads OpenMP (it reads this once): threads waiting at a barrier sleep instead of
+# spinning, so on a busy machine they do not burn the cores the other threads need (minidit/env.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from minidit.env import configure_torch
-from minidit.flops import mfu
-from minidit.training import checkpoint as ckpt_lib
-from minidit.training.config import TrainConfig, parse_args, resolve
-from minidit.training.distributed import (DistInfo, barrier, cleanup_distributed, init_distributed, min_over_ranks,
-                                          parameters_in_sync)
-from minidit.training.logger import append_jsonl, close_logger, format_log_line, progress_bar, read_jsonl
-from minidit.training.optim import lr_at_step, set_lr
-from minidit.training.plots import save_loss_curve, write_sample_grid
-from minidit.training.setup import prepare
-from minidit.training.state import Run, restore, save_checkpoint, start_run
-from minidit.training.step import train_step
+import torch  # noqa: E402  (after the OpenMP setting)
+
+from minidit.env import configure_torch  # noqa: E402
+from minidit.errors import ReportedElsewhere, Stopped, run_cli  # noqa: E402
+from minidit.flops import mfu  # noqa: E402
+from minidit.training.config import TrainConfig, parse_args, resolve  # noqa: E402
+from minidit.training.distributed import (DistInfo, check_in, cleanup_distributed, init_distributed,  # noqa: E402
+                                          lost_peer, min_over_ranks, on_every_rank, on_rank_zero,
+                                          parameters_in_sync, reported_by_rank_zero)
+from minidit.training.logger import append_jsonl, close_logger, format_log_line, progress_bar, read_jsonl  # noqa: E402
+from minidit.training.optim import lr_at_step, set_lr  # noqa: E402
+from minidit.training.plots import save_loss_curve, write_sample_grid  # noqa: E402
+from minidit.training.setup import prepare  # noqa: E402
+from minidit.training.state import Resume, Run, load_resume, save_checkpoint, start_run  # noqa: E402
+from minidit.training.step import train_step  # noqa: E402
+from minidit.training.stopping import StopSignals  # noqa: E402
 
 NO_BAD_STEP = 2**62  # stands for "every loss was finite" when the ranks compare their first bad step
 
@@ -52,50 +57,81 @@ def main(argv: list[str] | None = None) -> Path | None:
     Returns the run folder (rank 0) or None.
     """
     typed = parse_args(argv)
-    resume_path, resumed = None, None
-    if typed.resume:
-        results_dir = typed.results_dir or "results"
-        resume_path = ckpt_lib.find_latest(results_dir) if typed.resume == "latest" else Path(typed.resume)
-        resumed = ckpt_lib.load_checkpoint(resume_path)
-        if "step" not in resumed or "args" not in resumed:
-            raise ValueError(f"{resume_path} is not a minidit training checkpoint (no step/args); "
-                             f"to fine-tune from official weights, load them into a new run instead")
-    config = resolve(parsed=typed, checkpoint_args=resumed["args"] if resumed else None)
-    info = init_distributed(config.device)
+    with reported_by_rank_zero():  # every process reads the same flags and checkpoint: rank 0 speaks
+        resume = load_resume(typed.resume, typed.results_dir or "results") if typed.resume else None
+        if resume and typed.model and typed.model != resume.args.get("model"):
+            raise ValueError(f"{resume.path} holds a {resume.args.get('model')} but --model {typed.model} was asked "
+                             f"for; leave out --model to resume it, or start a new run without --resume")
+        config = resolve(parsed=typed, checkpoint_args=resume.args if resume else None)
+        info = init_distributed(config.device, config.dist_timeout)
+    ok = False
     try:
-        return train(config, info, resumed, resume_path)
+        run_dir = train(config, info, resume)
+        ok = True
+        return run_dir
+    except RuntimeError as e:
+        if info.enabled and lost_peer(e):  # a collective lost its peer: that process says why
+            raise ReportedElsewhere("stopped: lost contact with another process of the job") from e
+        raise
     finally:
-        cleanup_distributed()
+        cleanup_distributed(ok)  # a failed process does not wait for the others
 
 
-def train(config: TrainConfig, info: DistInfo, resumed: dict | None = None,
-          resume_path: Path | None = None) -> Path | None:
-    """Build everything, run the loop to ``max_steps``, then write the final grid and loss curve."""
-    configure_torch(info.device, config.threads)
-    run = start_run(prepare(config, info), info, resume_path)
+def train(config: TrainConfig, info: DistInfo, resume: Resume | None = None) -> Path | None:
+    """Build everything, run the loop to ``max_steps``, then write the final grid and loss curve.
+
+    Every rank moves through the loop in step: ``agreed_batches`` ends it on all of them together
+    when any rank's data fails or a signal asks to stop (then a checkpoint is saved first).
+    """
+    configure_torch(info.device, config.threads, auto_threads=True)
+    parts = on_every_rank(info, prepare, config, info)
+    run = start_run(parts, info, resume)
     config = run.config  # on extracted latents it names the latents' own VAE
-    if resumed is not None:
-        restore(run, resumed, resume_path)
     run.logger.info(f"training to step {run.max_steps} ({run.loader.steps_per_epoch} steps per epoch)")
     run.wrapped.train()
     run.meter.restart_clock()
-    bar = progress_bar(run.max_steps, run.step, info.is_main)
     try:
-        steps_left = max(0, run.max_steps - run.step)
-        for epoch, x, y in itertools.islice(run.loader.batches(run.step), steps_left):
-            x_0, y = prepare_batch(run, x, y)
-            set_lr(run.opt, lr_at_step(run.step, config.lr, config.warmup_steps, config.decay_steps or None,
-                                       config.min_lr))
-            losses = train_step(run.wrapped, run.parts.diffusion, run.opt, run.ema_params, run.params, x_0, y,
-                                ema_decay=config.ema_decay, precision=config.precision)
-            run.step += 1
-            bar.update(1)
-            run.meter.add(losses, run.step)
-            after_step(run, epoch)
+        with StopSignals() as stop, progress_bar(run.max_steps, run.step, info.is_main) as bar:
+            for epoch, x, y in agreed_batches(run, stop):
+                x_0, y = prepare_batch(run, x, y)
+                set_lr(run.opt, lr_at_step(run.step, config.lr, config.warmup_steps, config.decay_steps or None,
+                                           config.min_lr))
+                losses = train_step(run.wrapped, run.parts.diffusion, run.opt, run.ema_params, run.params, x_0, y,
+                                    ema_decay=config.ema_decay, precision=config.precision)
+                run.step += 1
+                bar.update(1)
+                run.meter.add(losses, run.step)
+                after_step(run, epoch)
+        if stop.requested:
+            stop_here(run, stop)
+        finish(run)
+    except Exception as e:
+        if not isinstance(e, (ReportedElsewhere, Stopped)):
+            run.logger.error(f"error: {e}", extra={"file_only": True})  # the terminal gets it from the CLI
+        raise
     finally:
-        bar.close()
-    finish(run)
+        close_logger(run.logger)
+        if run.folder is not None:
+            run.folder.release()
     return run.run_dir
+
+
+def agreed_batches(run: Run, stop: StopSignals):
+    """``(epoch, x, y)`` for the steps still to train; every rank stops at the same step.
+
+    Each step, the ranks ``check_in``: if any rank could not load its batch, all stop (that rank
+    prints why); if a signal asked any rank to stop, all leave the loop together.
+    """
+    source = run.loader.batches(run.step)
+    while run.step < run.max_steps:
+        batch, error = None, None
+        try:
+            batch = next(source)
+        except Exception as e:  # e.g. a broken image file in this rank's share of the data
+            error = e
+        if check_in(run.info, error, stop.requested):
+            return
+        yield batch
 
 
 def prepare_batch(run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,13 +161,9 @@ def after_step(run: Run, epoch: int) -> None:
     if run.step % config.ckpt_every == 0 or at_end:
         check_finite(run)
         save_checkpoint(run)
-        write_loss_curve(run)
+        on_rank_zero(run.info, write_loss_curve, run)
     if config.sample_every and config.grid_columns > 0 and run.step % config.sample_every == 0 and not at_end:
-        if run.info.is_main:
-            path = write_sample_grid(run.ema, config, run.parts.sample_vae, run.parts.input_shape, run.run_dir,
-                                     run.step, run.info.device)
-            run.logger.info(f"wrote {path}")
-        barrier(run.info)
+        on_rank_zero(run.info, write_grid, run)  # the other ranks wait, and learn if it failed
         run.meter.restart_clock()  # drawing the grid is not training time
 
 
@@ -146,8 +178,7 @@ def log_progress(run: Run, epoch: int) -> None:
     if run.gflops:
         rec["mfu"] = mfu(images_per_s / run.info.world_size, run.gflops, run.peak)
     run.logger.info(format_log_line(rec))
-    if run.info.is_main:
-        append_jsonl(run.run_dir / "metrics.jsonl", rec)
+    on_rank_zero(run.info, lambda: append_jsonl(run.run_dir / "metrics.jsonl", rec))
 
 
 def check_finite(run: Run) -> None:
@@ -159,43 +190,61 @@ def check_finite(run: Run) -> None:
     keep = f"the last good checkpoint is {run.last_good}" if run.last_good else "no checkpoint was written yet"
     msg = (f"the loss became NaN or inf at step {bad}; stopping ({keep}). Try a lower --lr, "
            f"--precision fp32, or resume from the checkpoint with --resume")
-    run.logger.info(f"error: {msg}")
     raise NonFiniteLossError(msg)
 
 
 def write_loss_curve(run: Run) -> None:
-    if run.info.is_main:
-        config = run.config
-        save_loss_curve(read_jsonl(run.run_dir / "metrics.jsonl"), run.run_dir / "loss.png",
-                        title=f"{config.model} on {config.dataset} ({config.preset})")
+    """Rank 0: the loss curves from metrics.jsonl, as loss.png."""
+    config = run.config
+    save_loss_curve(read_jsonl(run.run_dir / "metrics.jsonl"), run.run_dir / "loss.png",
+                    title=f"{config.model} on {config.dataset} ({config.preset})")
+
+
+def write_grid(run: Run) -> Path:
+    """Rank 0: a grid of EMA samples, one row per class, as samples_<step>.png."""
+    path = write_sample_grid(run.ema, run.config, run.parts.sample_vae, run.parts.input_shape, run.run_dir,
+                             run.step, run.info.device)
+    run.logger.info(f"wrote {path}")
+    return path
+
+
+def stop_here(run: Run, stop: StopSignals) -> None:
+    """A signal asked the run to stop: save the step it reached (if not saved yet), say so in one line."""
+    if run.saved_step != run.step:
+        save_checkpoint(run)
+    where = f"saved checkpoint {run.last_good}" if run.last_good else "checkpoint saved by rank 0"
+    msg = f"stopped by {stop.name} at step {run.step}: {where}; continue with --resume latest"
+    run.logger.info(msg)
+    raise Stopped(msg, stop.exit_code)
 
 
 def finish(run: Run) -> None:
-    """Check the ranks agree, draw the final sample grid and loss curve, close the log."""
+    """Check the ranks agree, draw the final sample grid and loss curve."""
     info, config = run.info, run.config
     in_sync = parameters_in_sync(run.model, info)
     if info.enabled:
         run.logger.info(f"ranks in sync: {in_sync} (parameter checksums of {info.world_size} ranks compared)")
         if not in_sync:
             raise RuntimeError("the ranks' weights differ after training: DDP lost synchronisation")
-    if info.is_main and config.grid_columns > 0:  # --grid-columns 0: no sample grid
+    on_rank_zero(info, final_pictures, run)  # the other ranks learn whether it worked
+
+
+def final_pictures(run: Run) -> None:
+    """Rank 0: the final sample grid (unless ``--grid-columns 0``) and loss curve."""
+    config = run.config
+    if config.grid_columns > 0:
         t0 = time.time()
         path = write_sample_grid(run.ema, config, run.parts.sample_vae, run.parts.input_shape, run.run_dir,
-                                 run.step, info.device)
+                                 run.step, run.info.device)
         run.logger.info(f"wrote {path} ({config.grid_columns} EMA samples per class, cfg {config.cfg_scale}, "
                         f"{config.num_sampling_steps} {config.sampler} steps, {time.time() - t0:.1f} s)")
-    if info.is_main:
-        write_loss_curve(run)
-        run.logger.info("done")
-    close_logger(run.logger)
+    write_loss_curve(run)
+    run.logger.info("done")
 
 
 def cli() -> None:
-    try:
-        main()
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
-        cleanup_distributed()
-        sys.exit(f"error: {e}")
+    """``python -m minidit.train``: errors as one or two lines (``--debug``: the traceback)."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -59,9 +59,30 @@ def test_flags_override_presets_and_defaults_follow_official():
     assert args.lr == 5e-4 and args.max_steps == 9 and args.device is None
 
 
+def test_official_flags_without_a_preset_mean_the_official_recipe(capsys):
+    """``--model DiT-S/8 --data-path DIR`` is the official command line: it gets the official train.py's
+    recipe on that folder, not the offline digits default."""
+    c = resolve(["--model", "DiT-S/8", "--data-path", "/data/imagenet/train"])
+    assert (c.preset, c.model, c.data_path, c.dataset) == ("official", "DiT-S/8", "/data/imagenet/train", "imagefolder")
+    # image size 256 through the SD VAE (ft-EMA), 1000 classes, the paper's AdamW and EMA, batch 256, 1400 epochs
+    assert (c.image_size, c.vae, c.num_classes, c.lr, c.weight_decay, c.ema_decay, c.global_batch_size,
+            c.epochs, c.max_steps, c.flip, c.learn_sigma, c.warmup_steps, c.decay_steps) == \
+        (256, "ema", 1000, 1e-4, 0.0, 0.9999, 256, 1400, None, True, True, 0, None)
+    # without --data-path the offline default stays
+    assert resolve(["--model", "DiT-S/8"]).preset == "digits"
+    # --help says where each default comes from
+    with pytest.raises(SystemExit):
+        resolve(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "[default 0.002 (the digits preset); official recipe: 0.0001 (the paper's AdamW)]" in text
+    assert "--global-seed GLOBAL_SEED seed; rank r uses global_seed * world_size + r [default 0 (official train.py)]" in text
+    assert "(default: None)" not in text and "--debug" in text
+
+
 def test_presets_name_only_what_they_change():
+    assert PRESETS["official"] == {}  # the official train.py as it is: the defaults, unchanged
     for name, changes in PRESETS.items():
-        assert changes, name
+        assert changes or name == "official", name
         assert all(DEFAULTS[k] != v for k, v in changes.items()), f"{name} repeats a default"
         full = preset_config(name)
         assert all(getattr(full, k) == v for k, v in changes.items())
@@ -93,13 +114,24 @@ def test_config_is_checked_once_when_made_and_cannot_change():
     (["--model", "DiT-P/4", "--image-size", "10"], ValueError, ["DiT-P/4", "not divisible by the patch size 4"]),
     (["--num-classes", "5"], ValueError, ["10 classes", "--num-classes is 5"]),
     (["--global-batch-size", "0"], ValueError, ["--global-batch-size"]),
+    (["--class-dropout-prob", "1.5"], ValueError, ["--class-dropout-prob must lie in [0, 1], got 1.5"]),
+    (["--class-dropout-prob", "nan"], ValueError, ["--class-dropout-prob must lie in [0, 1], got nan"]),
+    (["--epochs", "0"], ValueError, ["--epochs must be a positive integer, got 0"]),
+    (["--warmup-steps", "-1"], ValueError, ["--warmup-steps must be an integer >= 0, got -1"]),
+    (["--train-samples", "0"], ValueError, ["--train-samples must be a positive integer, got 0"]),
+    (["--lr", "nan"], ValueError, ["--lr must be a positive number, got nan"]),
+    (["--vae", "ema"], ValueError, ["--vae ema does not fit the default 'digits' preset", "--preset official"]),
+    (["--preset", "digits", "--data-path", "/data/x"], ValueError, ["--data-path is not used", "--preset official"]),
+    (["--device", "gpu0"], ValueError, ["--device 'gpu0' is not a device name", "cpu, cuda"]),
+    (["--device", "cuda:7"], ValueError, ["--device cuda:7"]),
+    (["--train-samples", "10"], ValueError, ["fewer than one batch of 16"]),
 ])
 def test_bad_input_fails_before_training(tmp_path, argv, error, words):
     with pytest.raises(error) as info:
         train_mod.main(["--results-dir", str(tmp_path), *FAST, *argv])
     for w in words:
         assert w in str(info.value)
-    assert not list(tmp_path.glob("*/checkpoints/*.pt"))  # nothing trained
+    assert not list(tmp_path.iterdir())  # no run folder: a run that fails its checks leaves nothing
 
 
 def test_latent_size_not_divisible_by_patch(tmp_path, monkeypatch):

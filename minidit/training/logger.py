@@ -1,6 +1,6 @@
 """What a run leaves behind, and what it prints: the run folder, the log, metrics, throughput.
 
-A run folder (rank 0 creates it; the official code's naming plus the preset)::
+A run folder (rank 0 creates it, see runfolder.py; the official code's naming plus the preset)::
 
     results/003-DiT-N-2-digits/
         args.json        every argument of the run (after presets and flags are combined)
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from minidit.files import append_line, write_text_atomic
 from minidit.training.distributed import DistInfo, all_reduce_mean
 
 
@@ -71,19 +72,6 @@ def format_log_line(rec: dict) -> str:
         line += f", MFU {100 * rec['mfu']:.1f}%"
     return line
 
-def next_run_dir(results_dir: str | Path, model: str, preset: str) -> Path:
-    """``results_dir/NNN-<model>-<preset>`` with NNN one more than the highest existing index."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    indices = [int(p.name.split("-")[0]) for p in results_dir.iterdir()
-               if p.is_dir() and p.name.split("-")[0].isdigit()]
-    index = max(indices, default=-1) + 1
-    # "DiT-XL/2" -> "DiT-XL-2" (the official code does the same)
-    name = f"{index:03d}-{model.replace('/', '-')}-{preset}"
-    path = results_dir / name
-    (path / "checkpoints").mkdir(parents=True, exist_ok=False)
-    return path
-
 
 def create_logger(run_dir: Path | None, is_main: bool, name: str = "minidit.train") -> logging.Logger:
     """Rank 0 logs to the terminal and ``run_dir/log.txt``; other ranks log nothing.
@@ -109,7 +97,11 @@ def create_logger(run_dir: Path | None, is_main: bool, name: str = "minidit.trai
 
 
 class _TqdmHandler(logging.Handler):
+    """The terminal's log lines; a record logged with ``extra={"file_only": True}`` goes to log.txt only."""
+
     def emit(self, record):
+        if getattr(record, "file_only", False):
+            return
         try:
             tqdm.write(self.format(record), file=sys.stdout)
         except Exception:  # pragma: no cover - logging must never kill training
@@ -129,15 +121,28 @@ def progress_bar(total: int, initial: int, enabled: bool):
 
 
 def write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``obj`` as a JSON file, atomically (a reader sees the old file or the new one)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, default=float) + "\n")
+    """Add one record to a ``.jsonl`` file: the whole line or nothing (a full disk cuts nothing in half)."""
+    append_line(path, json.dumps(obj, default=float))
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Replace a ``.jsonl`` file atomically with ``records``."""
+    write_text_atomic(path, "".join(json.dumps(r, default=float) + "\n" for r in records))
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a ``.jsonl`` file; a torn line (a power cut mid-write) is skipped."""
     if not Path(path).exists():
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

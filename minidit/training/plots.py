@@ -1,8 +1,8 @@
 """The two pictures a run writes: a sample grid (one row per class) and the loss curves.
 
-Both are written by rank 0 only and are for people, not for metrics (metrics.jsonl holds the
-numbers). matplotlib runs with its non-interactive ``Agg`` backend, so training works on a
-server with no display.
+Both are written by rank 0 only, atomically (minidit/files.py), and are for people, not for
+metrics (metrics.jsonl holds the numbers). matplotlib runs with its non-interactive ``Agg``
+backend, so training works on a server with no display.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from minidit.diffusion import create_diffusion
+from minidit.files import atomic_write
 from minidit.generation import generate, grid_labels
 from minidit.metrics.npz import to_uint8
 
@@ -41,8 +42,8 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int =
         top, left = pad + r * (ph + pad), pad + col * (pw + pad)
         canvas[top:top + ph, left:left + pw] = pics[i]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(path)
+    with atomic_write(path) as f:  # a reader never sees half a picture
+        Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(f, format="PNG")
     return path
 
 
@@ -99,6 +100,9 @@ def save_loss_curve(records: list[dict], path: str | Path, title: str = "") -> P
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return path

@@ -9,6 +9,7 @@ runs. A key is the flag's name with ``_`` for ``-`` (``global_batch_size`` is
 from __future__ import annotations
 
 DEFAULT_PRESET = "digits"
+OFFICIAL_PRESET = "official"  # what a command line with --data-path and no --preset runs
 
 # The small offline data sets both have 10 classes, live in memory (no DataLoader workers) and
 # train for a fixed number of steps (``max_steps``; ``epochs`` only has to be out of the way);
@@ -20,6 +21,11 @@ _SHAPES = dict(_SMALL, dataset="shapes", image_size=32, global_batch_size=64, lr
                ema_decay=0.999, max_steps=5000, sample_every=1000)
 
 PRESETS: dict[str, dict] = {
+    # The official train.py as it is: the defaults unchanged (DiT-XL/2 on 256x256 ImageFolder
+    # images through the SD VAE (ft-EMA), 1000 classes, AdamW lr 1e-4 without weight decay, global
+    # batch 256, EMA 0.9999, flips, 1400 epochs). ``--model DiT-S/8 --data-path DIR`` without a
+    # preset runs this, as the same command line does with the official script.
+    OFFICIAL_PRESET: dict(),
     # The paper's ImageNet 256x256 recipe (Peebles & Xie §4 and the official train.py), which the
     # defaults already are: DiT-XL/2 on SD-VAE latents (ft-EMA decoder), AdamW lr 1e-4, no weight
     # decay, no warm-up, constant lr, global batch 256, EMA decay 0.9999, random horizontal flips,
