@@ -34,7 +34,7 @@ from minidit.errors import ReportedElsewhere, Stopped, run_cli  # noqa: E402
 from minidit.flops import mfu  # noqa: E402
 from minidit.training.config import TrainConfig, parse_args, resolve  # noqa: E402
 from minidit.training.distributed import (DistInfo, check_in, cleanup_distributed, init_distributed,  # noqa: E402
-                                          lost_peer, min_over_ranks, on_every_rank, on_rank_zero,
+                                          min_over_ranks, peer_problem, on_every_rank, on_rank_zero,
                                           parameters_in_sync, reported_by_rank_zero)
 from minidit.training.logger import append_jsonl, close_logger, format_log_line, progress_bar, read_jsonl  # noqa: E402
 from minidit.training.optim import lr_at_step, set_lr  # noqa: E402
@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> Path | None:
         ok = True
         return run_dir
     except RuntimeError as e:
-        if info.enabled and lost_peer(e):  # a collective lost its peer: that process says why
-            raise ReportedElsewhere("stopped: lost contact with another process of the job") from e
+        problem = peer_problem(e, config.dist_timeout) if info.enabled else None
+        if problem:  # a collective lost its peer (that process says why) or waited too long for it
+            raise ReportedElsewhere(problem) from e
         raise
     finally:
         cleanup_distributed(ok)  # a failed process does not wait for the others
@@ -129,6 +130,7 @@ def agreed_batches(run: Run, stop: StopSignals):
             batch = next(source)
         except Exception as e:  # e.g. a broken image file in this rank's share of the data
             error = e
+        stop.beat()
         if check_in(run.info, error, stop.requested):
             return
         yield batch

@@ -16,7 +16,7 @@ When something fails, every process must stop, quickly, and the reason must be p
 * A failing process never waits in a barrier for the others (``cleanup_distributed(ok=False)``);
   it leaves at once. torchrun notices a non-zero exit within a fraction of a second and stops the
   other processes; on CPU (gloo) they also see "connection closed by peer" at their next
-  collective, which ``lost_peer`` recognises.
+  collective, which ``peer_problem`` recognises.
 * Every collective has a timeout (``--dist-timeout``), so even a process that hangs without
   exiting cannot keep the others waiting forever.
 """
@@ -182,12 +182,20 @@ def on_every_rank(info: DistInfo, fn: Callable, *args, **kwargs):
     return result
 
 
-def lost_peer(error: BaseException) -> bool:
-    """Whether ``error`` means another process of the job died (a collective lost its peer)."""
+def peer_problem(error: BaseException, timeout_s: float | None = None) -> str | None:
+    """What ``error`` says about another process of the job, as one line; None if it is about this one.
+
+    A collective that lost its peer ("connection closed by peer": it died; its own message says
+    why), or that waited longer than ``--dist-timeout`` for one (it is stuck or far behind).
+    """
     text = str(error).lower()
-    return isinstance(error, getattr(dist, "DistError", ())) or any(
-        words in text for words in ("connection closed by peer", "connection reset by peer", "broken pipe",
-                                    "timed out", "timeout"))
+    if "timed out" in text or "timeout" in text:
+        return (f"stopped: another process of the job did not answer within {timeout_s or DEFAULT_TIMEOUT_S:.0f} s "
+                f"(--dist-timeout); it may be stuck")
+    if isinstance(error, getattr(dist, "DistNetworkError", ())) or any(
+            words in text for words in ("connection closed by peer", "connection reset by peer", "broken pipe")):
+        return "stopped: lost contact with another process of the job (it failed or was killed)"
+    return None
 
 
 def barrier(info: DistInfo) -> None:
