@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402  (after the OpenMP setting)
 
 from minidit.env import configure_torch  # noqa: E402
-from minidit.errors import ReportedElsewhere, Stopped, run_cli  # noqa: E402
+from minidit.errors import ReportedElsewhere, Stopped, describe, run_cli  # noqa: E402
 from minidit.flops import mfu  # noqa: E402
 from minidit.training.config import TrainConfig, parse_args, resolve  # noqa: E402
 from minidit.training.distributed import (DistInfo, check_in, cleanup_distributed, init_distributed,  # noqa: E402
@@ -108,7 +108,7 @@ def train(config: TrainConfig, info: DistInfo, resume: Resume | None = None) -> 
         finish(run)
     except Exception as e:
         if not isinstance(e, (ReportedElsewhere, Stopped)):
-            run.logger.error(f"error: {e}", extra={"file_only": True})  # the terminal gets it from the CLI
+            run.logger.error(describe(e)[0], extra={"file_only": True})  # the terminal gets it from the CLI
         raise
     finally:
         close_logger(run.logger)
