@@ -145,7 +145,7 @@ def check_in(info: DistInfo, error: BaseException | None = None, stop: bool = Fa
     is leaving. One all-reduce of two numbers (MAX of ``world_size - failing rank`` and of the
     stop flag), so it costs the same as logging a loss.
     """
-    if not info.enabled:
+    if not (info.enabled and dist.is_initialized()):
         if error is not None:
             raise error
         return stop
