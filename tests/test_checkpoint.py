@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +58,37 @@ def test_find_latest_and_bad_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         ck.load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_checkpoints_load_with_torch_load_defaults_and_v1_files_still_resume(tmp_path):
+    """``torch.load(path)`` uses ``weights_only=True`` since torch 2.6 (the official ``find_model`` too):
+    every key of a minidit checkpoint must be a tensor or a plain value. (The torchrun checkpoint, with
+    every rank's generators, is loaded the same way in tests/test_distributed.py.)"""
+    run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "1"])
+    path = ck.list_checkpoints(run / "checkpoints")[-1][1]
+    state = torch.load(path, weights_only=True)
+    assert state["format"] == "minidit-train-v2" and state["step"] == 1
+    assert torch.is_tensor(state["rng"]["numpy"]["keys"]) and torch.is_tensor(state["rng"]["python"]["words"])
+
+    def draws():  # from every generator the trainer uses, Gaussian caches included
+        return [torch.rand(3), np.random.rand(3), np.random.randn(), random.random(), random.gauss(0, 1)]
+
+    def same(a, b):
+        return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+
+    np.random.randn(), random.gauss(0, 1)  # leave a cached Gaussian in both
+    live = ck.rng_state()
+    first = draws()
+    ck.set_rng_state(torch.load(ck.atomic_save({"rng": live}, tmp_path / "r.pt"), weights_only=True)["rng"])
+    assert same(first, draws())
+    # a v1 checkpoint (numpy's and Python's generator states pickled as they are) still loads and resumes
+    v1_rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    first = draws()
+    ck.atomic_save(dict(state, rng=v1_rng, format="minidit-train-v1"), tmp_path / "v1.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(tmp_path / "v1.pt", weights_only=True)  # why v2 stores tensors
+    ck.set_rng_state(ck.load_checkpoint(tmp_path / "v1.pt")["rng"])
+    assert same(first, draws())
 
 
 def _final(run: Path) -> dict:
