@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -69,19 +70,33 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def default_threads() -> int:
-    """CPU threads for a process that was not told: the usable cores other jobs leave free, at least 1.
-
-    The free cores are the usable ones minus the 1-minute load average (the processes running or
-    waiting to run). On an idle machine that is every core; on a busy one fewer threads, so
-    PyTorch's threads do not queue behind other jobs at every barrier of every operation.
-    """
-    cores = usable_cores()
+def other_load() -> float:
+    """How many cores' worth of work other processes want: the 1-minute load average, or -- when
+    higher -- the number of threads ready to run right now (Linux: ``/proc/loadavg``, the median
+    of a few looks, without this process). The average lags a minute behind; a job that starts
+    together with others would not see them in it."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on every platform
         load = 0.0
-    return max(1, min(cores, cores - int(load + 0.5)))
+    now = []
+    for _ in range(5):
+        try:
+            now.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            break
+        time.sleep(0.01)
+    return max(load, sorted(now)[len(now) // 2]) if now else load
+
+
+def default_threads() -> int:
+    """CPU threads for a process that was not told: the usable cores other jobs leave free, at least 1.
+
+    On an idle machine that is every core; on a busy one fewer threads, so PyTorch's threads do
+    not queue behind other jobs at every barrier of every operation.
+    """
+    cores = usable_cores()
+    return max(1, min(cores, cores - int(other_load() + 0.5)))
 
 
 def configure_torch(device: torch.device, threads: int | None = None, auto_threads: bool = False) -> int:

@@ -1,9 +1,10 @@
 """Train a DiT: the command line ``python -m minidit.train`` and its loop (the pieces: minidit/training/).
 
 With no arguments it trains the offline default -- a small class-conditional DiT on 8x8 digits
-with learned sigma -- in about two minutes on two CPU cores (``--help`` lists the flags;
-minidit/training/presets.py the presets). At full size it is the paper's
-recipe (``--preset imagenet256-xl2 --data-path /data/imagenet/train``), on one GPU or many::
+with learned sigma -- in about two minutes on two CPU cores (``--help`` lists the flags and where
+each default comes from; minidit/training/presets.py the presets). The official command line
+(``--model DiT-XL/2 --data-path /data/imagenet/train``) runs the official recipe; the paper's
+400K-step run is ``--preset imagenet256-xl2``, on one GPU or many::
 
     torchrun --nproc_per_node 8 -m minidit.train --preset imagenet256-xl2 --data-path ... \\
         --precision bf16 --compile
@@ -12,7 +13,10 @@ The loop, in the official order (train.py of the DiT repository): draw a batch, 
 the VAE when training in latent space, then one training step (``minidit.training.step``: draw
 ``t ~ U{0..999}``, compute ``L_simple + L_vlb``, ``zero_grad -> backward -> step``, update the
 EMA). minidit adds what a long run needs: exact resume, atomic checkpoints, NaN detection,
-bf16/compile, throughput and MFU in the log.
+bf16/compile, throughput and MFU in the log -- and it fails safely: every error is one line (the
+traceback with ``--debug``); under torchrun a failing process stops all of them, with the reason
+printed once (minidit/training/distributed.py); SIGTERM and Ctrl-C save the step reached and
+exit (stopping.py); a run folder has one process and one history (runfolder.py).
 
 Reading order: ``main`` (flags -> settings -> train), then ``train`` (build, loop, finish), then
 the named steps it calls.

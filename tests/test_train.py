@@ -195,3 +195,32 @@ def test_threads_flag_sets_the_cpu_threads_and_is_not_part_of_the_recipe(tmp_pat
     # a runtime setting: a checkpoint's recipe never carries it into a resumed run
     from minidit.training.config import RUNTIME_KEYS
     assert "threads" in RUNTIME_KEYS
+
+
+def test_without_threads_the_trainer_leaves_the_busy_cores_to_the_other_jobs(monkeypatch):
+    """The default: the usable cores minus the load of other processes (at least 1); ``--threads`` and
+    torchrun's ``OMP_NUM_THREADS`` win. (benchmarks/bench_busy_machine.py measures why.)"""
+    import ast
+    from pathlib import Path
+
+    from minidit import env
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(env, "usable_cores", lambda: 8)
+    try:
+        for load, threads in ((0.0, 8), (2.4, 6), (5.6, 2), (30.0, 1)):
+            monkeypatch.setattr(env, "other_load", lambda load=load: load)
+            assert env.configure_torch(torch.device("cpu"), None, auto_threads=True) == threads
+        assert env.configure_torch(torch.device("cpu"), 3, auto_threads=True) == 3  # --threads
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun sets it: then torch's own choice stands
+        torch.set_num_threads(2)
+        assert env.configure_torch(torch.device("cpu"), None, auto_threads=True) == 2
+        assert 0 <= env.other_load() < 10_000
+    finally:
+        torch.set_num_threads(before)
+    # python -m minidit.train sets OpenMP's passive wait policy before torch is imported (OpenMP reads it once)
+    tree = ast.parse(Path(train_mod.__file__).read_text())
+    lines = {ast.unparse(node): node.lineno for node in tree.body}
+    assert lines["os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')"] < lines["import torch"]
+    assert min(n for code, n in lines.items() if code.startswith("from minidit")) > lines["import torch"]

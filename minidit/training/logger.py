@@ -9,6 +9,10 @@ A run folder (rank 0 creates it, see runfolder.py; the official code's naming pl
         checkpoints/     0000500.pt, ... (see checkpoint.py)
         samples_0002000.png   a sample grid, one row per class
         loss.png         the loss curves (mse and vb)
+        .lock            while a process trains here: its pid and host (see runfolder.py)
+        set-aside/       after a roll-back: what the abandoned branch wrote after the resumed step
+
+Every file is written atomically, or appended a whole line at a time (minidit/files.py).
 
 Between two log lines the losses are summed on the device by a ``LossMeter``: reading a GPU
 tensor (``.item()``) waits for the GPU, so the trainer reads them at log steps only.
