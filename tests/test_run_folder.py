@@ -206,3 +206,38 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, monkeyp
     monkeypatch.setattr("sys.argv", ["minidit.train", *argv, "--debug"])
     with pytest.raises(ValueError, match="holds a DiT-P/2"):  # the exception itself, with its traceback
         train_mod.cli()
+
+
+def test_pictures_and_args_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A sample grid, loss.png and args.json that fail half-way (a full disk) leave the old file as it was."""
+    import matplotlib.figure
+    from PIL import Image
+
+    from minidit.training.logger import write_json
+    from minidit.training.plots import save_grid, save_loss_curve
+
+    grid, curve, args = tmp_path / "samples_0000002.png", tmp_path / "loss.png", tmp_path / "args.json"
+    save_grid(torch.zeros(4, 1, 8, 8), grid, rows=2)
+    save_loss_curve([{"step": 1, "mse": 1.0, "vb": 0.1}, {"step": 2, "mse": 0.5, "vb": 0.05}], curve)
+    write_json(args, {"lr": 1e-4})
+    before = snapshot(tmp_path)
+
+    def full(self, fp, *a, **k):  # PIL and matplotlib both end in a write to the open file
+        fp.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    with pytest.raises(DiskFullError, match=f"disk full while writing {grid}"):
+        save_grid(torch.ones(4, 1, 8, 8), grid, rows=2)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    with pytest.raises(DiskFullError, match=f"disk full while writing {curve}"):
+        save_loss_curve([{"step": 1, "mse": 2.0, "vb": 0.2}], curve)
+    monkeypatch.setattr(os, "fsync", lambda fd: no_space())  # the disk fills up while the bytes are flushed
+    with pytest.raises(DiskFullError, match=f"disk full while writing {args}"):
+        write_json(args, {"lr": 2e-4})
+    assert snapshot(tmp_path) == before  # the old files, and no temporary ones
+    assert json.loads(args.read_text()) == {"lr": 1e-4}
+
+
+def no_space():
+    raise OSError(errno.ENOSPC, "No space left on device")
