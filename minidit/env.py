@@ -107,7 +107,9 @@ def configure_torch(device: torch.device, threads: int | None = None, auto_threa
     machine: every operation ends at a barrier that waits for its slowest thread, and a thread that
     must queue for a core behind other jobs holds up all of them (the command lines also set
     ``OMP_WAIT_POLICY=PASSIVE`` before torch starts, so a waiting thread sleeps instead of spinning
-    on a core another thread needs; benchmarks/bench_busy_machine.py measures both). TF32 on Ampere
+    on a core another thread needs; benchmarks/bench_busy_machine.py measures both). The thread
+    count changes how sums are split, so the weights of two runs with different counts differ in
+    the last bits: pass ``--threads`` for bit-identical reruns. TF32 on Ampere
     and later GPUs: the official code allows it too.
     """
     if not threads and auto_threads and not os.environ.get("OMP_NUM_THREADS"):

@@ -170,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--global-seed", type=int, help="seed; rank r uses global_seed * world_size + r")
     g.add_argument("--vae", type=str, help="ema | mse (SD VAE), tiny, a local diffusers folder, or none (pixel space)")
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes per rank")
-    g.add_argument("--threads", type=int, help="CPU threads of this process (torch.set_num_threads) "
-                   "[default: the cores other jobs leave free, from the load average (minidit.env)]")
+    g.add_argument("--threads", type=int, help="CPU threads of this process (torch.set_num_threads); the "
+                   "weights differ in the last bits between thread counts, so pass it for bit-identical reruns "
+                   "[default: the cores other jobs leave free (minidit.env.default_threads)]")
     g.add_argument("--log-every", type=int, help="log every N steps")
     g.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
     g = p.add_argument_group("minidit")
