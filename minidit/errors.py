@@ -3,7 +3,7 @@
 Every CLI (``python -m minidit.train``, ``sample``, ``extract``, ``evaluate``) runs its ``main``
 through ``run_cli``:
 
-* a user error (``ValueError``, a missing file, a full disk, any ``OSError``) prints
+* a user error (``ValueError``, a missing file, a full disk, any ``OSError``, a ``RunError``) prints
   ``error: <what is wrong and how to fix it>`` -- one line -- and exits 1;
 * anything else (a bug, an error deep inside torch) prints ``error: <Type>: <first line>`` and a
   second line saying how to get the traceback;
@@ -24,6 +24,10 @@ DEBUG_ENV = "MINIDIT_DEBUG"
 MAX_MESSAGE = 600  # characters of an unexpected error's message that are shown
 
 
+class RunError(RuntimeError):
+    """A run stopped for a reason its message explains (a NaN loss, a busy folder): not a bug."""
+
+
 class ReportedElsewhere(Exception):
     """Stop with a non-zero exit and print only this message (often none): the cause is printed by
     another process of the job, or was already logged."""
@@ -38,7 +42,7 @@ class Stopped(Exception):
 
 
 # errors a user can cause and fix: their message is the whole story
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, RunError)
 
 
 def add_debug_flag(parser) -> None:

@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402  (after the OpenMP setting)
 
 from minidit.env import configure_torch  # noqa: E402
-from minidit.errors import ReportedElsewhere, Stopped, describe, run_cli  # noqa: E402
+from minidit.errors import ReportedElsewhere, RunError, Stopped, describe, run_cli  # noqa: E402
 from minidit.flops import mfu  # noqa: E402
 from minidit.training.config import TrainConfig, parse_args, resolve  # noqa: E402
 from minidit.training.distributed import (DistInfo, check_in, cleanup_distributed, init_distributed,  # noqa: E402
@@ -51,7 +51,7 @@ from minidit.training.stopping import StopSignals  # noqa: E402
 NO_BAD_STEP = 2**62  # stands for "every loss was finite" when the ranks compare their first bad step
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """The loss became NaN or inf: the run stops, keeping its last good checkpoint."""
 
 

@@ -70,6 +70,7 @@ def test_remove_temp_files_spares_live_writers(tmp_path):
     (PermissionError(errno.EACCES, "Permission denied", "/root/x"), "error: Permission denied: /root/x", 1),
     (files.DiskFullError(errno.ENOSPC, "disk full while writing a: 0 bytes free"),
      "error: disk full while writing a: 0 bytes free", 1),
+    (errors.RunError("the loss became NaN at step 3"), "error: the loss became NaN at step 3", 1),
     (KeyError("bug"), "error: KeyError: 'bug'\n(an unexpected error; rerun with --debug or MINIDIT_DEBUG=1 for the full "
                       "traceback)", 1),
     (KeyboardInterrupt(), "interrupted", 130),

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minidit.errors import RunError
 from minidit.files import pid_alive, remove_temp_files
 from minidit.training import checkpoint as ckpt_lib
 from minidit.training.logger import read_jsonl, write_jsonl
@@ -36,7 +37,7 @@ SET_ASIDE = "set-aside"
 GRID_NAME = re.compile(r"^samples_(\d{7,})\.png$")
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderBusy(RunError):
     """Another process is training in this run folder."""
 
 
