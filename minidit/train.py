@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         ok = True
         return run_dir
     except RuntimeError as e:
-        problem = peer_problem(e, config.dist_timeout) if info.enabled else None
+        problem = peer_problem(e, config.dist_timeout) if info.enabled and not isinstance(e, RunError) else None
         if problem:  # a collective lost its peer (that process says why) or waited too long for it
             raise ReportedElsewhere(problem) from e
         raise
@@ -133,7 +133,8 @@ def agreed_batches(run: Run, stop: StopSignals):
         try:
             batch = next(source)
         except Exception as e:  # e.g. a broken image file in this rank's share of the data
-            error = e
+            # (DataLoader workers die of the same Ctrl-C: then stop as asked, with a checkpoint)
+            error = None if stop.requested else e
         stop.beat()
         if check_in(run.info, error, stop.requested):
             return
