@@ -233,6 +233,24 @@ def build_vae(name, device):
         raise VAEUnavailableError(f"cannot load the VAE {name!r}: {e}") from e
 
 
+def check_latents_vae(manifest: dict, vae, where="the latents") -> None:
+    """Refuse to decode extracted latents with an autoencoder other than the one that made them."""
+    if vae is None:
+        return
+    recorded = manifest.get("vae")
+    scale = manifest.get("scale_factor")
+    channels = (manifest.get("latent_shape") or [None])[0]
+    if recorded is not None and split_scale(vae.name)[0] != split_scale(str(recorded))[0]:
+        raise ValueError(f"{where} were encoded by the autoencoder {recorded!r}, not {vae.name!r}; decode them "
+                         f"with that one (it is loaded by that name)")
+    if scale is not None and not math.isclose(vae.scale_factor, float(scale), rel_tol=1e-6):
+        raise ValueError(f"{where} were scaled by {scale} at extraction but the autoencoder {vae.name!r} divides "
+                         f"by {vae.scale_factor}; the latents and the autoencoder do not belong together")
+    if channels is not None and channels != vae.latent_channels:
+        raise ValueError(f"{where} have {channels} channels but the autoencoder {vae.name!r} decodes "
+                         f"{vae.latent_channels}-channel latents")
+
+
 def is_minidit_checkpoint(ckpt: dict) -> bool:
     """A minidit training checkpoint carries its run's ``args`` (a dict with the derived sizes)."""
     args = ckpt.get("args")
