@@ -3,7 +3,10 @@
 The library behind ``python -m minidit.sample`` (the command line) and the trainer's sample
 grids. ``generate`` is the official ``sample.py`` loop: start from ``z ~ N(0, I)``; with guidance,
 duplicate the batch, give the second half the null class and sample through ``forward_with_cfg``;
-keep the first half; decode latents with the VAE; ``clip_denoised=False``.
+keep the first half; decode latents with the VAE; ``clip_denoised=False``. Two things differ on
+purpose, both explained at ``generate``: the starting noise and the per-step noise come from two
+seeded streams (the starting noise is the same on any device), and latents are decoded a few
+at a time.
 
 ``model_from_checkpoint`` builds the model (and its VAE) from a loaded checkpoint: a minidit
 training checkpoint says everything in its ``args``; an official one (the released
