@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="a minidit checkpoint .pt or an official DiT .pt "
                    "(required: minidit never downloads weights, unlike the official scripts)")
-    p.add_argument("--out", default=None, help="a .png grid or an ADM .npz batch [samples.png]")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", default="samples.png", help="a .png grid or an ADM .npz batch")
     p.add_argument("--num-samples", type=int, default=None,
                    help="how many (default: 8 per class for a .png -- fewer on a CPU when a big VAE must decode "
                         "them, down to one per class as the official sample.py; 50,000 for a .npz)")
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the official sample_ddp.py's name for --num-samples")
     p.add_argument("--global-seed", dest="seed", type=int, default=S,
                    help="the official sample_ddp.py's name for --seed")
-    p.add_argument("--sample-dir", default=None, help="as sample_ddp.py: write DIR/<model>-<ckpt>-size-<S>-vae-<vae>-"
+    where.add_argument("--sample-dir", default=None, help="as sample_ddp.py: write DIR/<model>-<ckpt>-size-<S>-vae-<vae>-"
                    "cfg-<cfg>-seed-<seed>.npz, the official name (no folder of .png files first)")
     p.add_argument("--guidance-channels", choices=["official", "all"], default=None,
                    help="which output channels guidance acts on: official = the first 3, as the official "
@@ -143,8 +144,6 @@ def check_args(args) -> None:
         check_cfg_scale(args.cfg_scale)
     if args.device is not None:
         check_device(args.device)
-    if args.out is not None and args.sample_dir is not None:
-        raise ValueError("give --out FILE or --sample-dir DIR (the official name for the .npz), not both")
 
 
 def official_npz_name(args, run_args: dict, cfg_scale: float) -> str:
@@ -164,7 +163,7 @@ def set_tf32(enabled: bool) -> None:
 def main(argv: list[str] | None = None) -> Path | None:
     args = build_parser().parse_args(argv)
     check_args(args)
-    out = Path(args.out or "samples.png") if args.sample_dir is None else None
+    out = Path(args.out) if args.sample_dir is None else None
     if out is not None and out.suffix.lower() not in (".png", ".npz"):
         raise ValueError(f"--out {out}: use a .png (a picture grid) or a .npz (an ADM sample batch for FID)")
     is_png = out is not None and out.suffix.lower() == ".png"

@@ -292,3 +292,13 @@ def test_trainer_and_sampler_decode_with_the_extraction_autoencoder(small_recipe
     (out / "manifest.json").write_text(json.dumps(dict(manifest, vae="tiny(custom)")))
     with pytest.raises(ValueError, match="no name to be loaded by.*--grid-columns 0"):
         train_mod.main(fast + ["--grid-columns", "1"])
+
+
+def test_trainer_refuses_data_the_autoencoder_cannot_encode(small_recipe, tmp_path, monkeypatch):
+    from minidit import train as train_mod
+    from minidit.training import setup
+
+    _, _, key = small_recipe
+    monkeypatch.setattr(setup, "build_vae", lambda name, device: load_vae(f"tiny:{key}"))
+    with pytest.raises(ValueError, match="1-channel images but the VAE 'tiny:.*' takes 3-channel ones"):
+        train_mod.main(["--results-dir", str(tmp_path), "--vae", "tiny", "--image-size", "8", "--max-steps", "1"])

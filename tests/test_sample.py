@@ -97,7 +97,6 @@ def test_official_style_checkpoint(tmp_path):
     (["--cfg-scale", "-1"], "finite number >= 0"),
     (["--cfg-scale", "nan"], "finite number >= 0"),
     (["--device", "gpu7"], "not a device name"),
-    (["--sample-dir", "d"], "not both"),
     (["--model", "DiT-S/2"], "holds a DiT-P/2 model.*--model DiT-S/2 was asked for"),
     (["--image-size", "16"], "trained with image_size 8.*--image-size 16"),
     (["--vae", "ema"], "trained with vae .*--vae ema was asked for"),
@@ -114,6 +113,12 @@ def test_bad_sampling_input(ckpt, tmp_path, argv, match):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         sample_mod.main(["--ckpt", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.png")])
+
+
+def test_out_and_sample_dir_exclude_each_other(ckpt, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sample_mod.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "s.npz"), "--sample-dir", str(tmp_path)])
+    assert "not allowed with argument --out" in capsys.readouterr().err
 
 
 def test_cfg_scale_between_0_and_1_warns(ckpt, tmp_path):

@@ -67,9 +67,10 @@ def build_data(config: TrainConfig) -> Dataset:
 def latent_input(config: TrainConfig, vae, image: torch.Tensor) -> tuple[int, int, str]:
     """``(input size, channels, description)`` of the latents ``vae`` makes of the data's images."""
     factor = vae.downsample_factor
-    if image.shape[0] != vae.in_channels:
+    takes = getattr(vae, "in_channels", None)
+    if takes is not None and image.shape[0] != takes:
         raise ValueError(f"the data set yields {image.shape[0]}-channel images but the VAE {vae.name!r} takes "
-                         f"{vae.in_channels}-channel ones; pick a matching --vae (or --vae none: pixel space)")
+                         f"{takes}-channel ones; pick a matching --vae (or --vae none: pixel space)")
     if image.shape[-1] != config.image_size:
         raise ValueError(f"the data set yields {image.shape[-1]}x{image.shape[-1]} images but --image-size "
                          f"is {config.image_size}; make them agree")
