@@ -20,10 +20,32 @@ def smoke() -> bool:
     return os.environ.get("MINIDIT_SMOKE", "0").lower() in ("1", "true", "yes")
 
 
+def check_device(name: str) -> torch.device:
+    """``torch.device(name)``, checked to exist here: a clear ValueError instead of a failure later."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name}: no CUDA GPU is visible here (a CPU-only torch build, no driver, "
+                             f"or CUDA_VISIBLE_DEVICES empty); use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: only {count} CUDA GPU(s) visible (cuda:0..cuda:{count - 1})")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: minidit runs on cpu, cuda or mps")
+    return device
+
+
 def pick_device(prefer: str | None = None) -> torch.device:
     """The best device available (CUDA, then Apple MPS, then CPU), unless ``prefer`` names one."""
     if prefer:
-        return torch.device(prefer)
+        return check_device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -4,9 +4,10 @@ Every CLI (``python -m minidit.train``, ``sample``, ``extract``, ``evaluate``) r
 through ``run_cli``:
 
 * a user error (``ValueError``, a missing file, a full disk, any ``OSError``, a ``RunError``) prints
-  ``error: <what is wrong and how to fix it>`` -- one line -- and exits 1;
+  ``error: <what is wrong and how to fix it>`` -- one line -- and exits 2, like argparse's usage
+  errors;
 * anything else (a bug, an error deep inside torch) prints ``error: <Type>: <first line>`` and a
-  second line saying how to get the traceback;
+  second line saying how to get the traceback, and exits 1;
 * Ctrl-C prints ``interrupted`` and exits 130, as shells expect;
 * ``--debug`` on the command line (or ``MINIDIT_DEBUG=1``) shows the full traceback instead.
 
@@ -42,7 +43,8 @@ class Stopped(Exception):
 
 
 # errors a user can cause and fix: their message is the whole story
-USER_ERRORS = (ValueError, OSError, RunError)
+USER_ERRORS = (ValueError, OSError, RunError, NotImplementedError)
+EXIT_USER_ERROR, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
 
 
 def add_debug_flag(parser) -> None:
@@ -68,22 +70,23 @@ def describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, ReportedElsewhere):
         return (f"error{_who()}: {error}" if str(error) else ""), 1
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted", 130
+        return "interrupted", EXIT_INTERRUPTED
     if isinstance(error, USER_ERRORS):
         message = str(error)
         if isinstance(error, OSError) and error.strerror:  # "[Errno 28] ..." -> the words only
             message = error.strerror + (f": {error.filename}" if error.filename else "")
-        return f"error{_who()}: {message}", 1
+        return f"error{_who()}: {message}", EXIT_USER_ERROR
     first = (str(error).strip().splitlines() or [""])[0][:MAX_MESSAGE]
     return (f"error{_who()}: {type(error).__name__}: {first}\n"
-            f"(an unexpected error; rerun with --debug or {DEBUG_ENV}=1 for the full traceback)"), 1
+            f"(an unexpected error; rerun with --debug or {DEBUG_ENV}=1 for the full traceback)"), EXIT_BUG
 
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
-    """Run ``main(argv)``; on an error print one or two lines and exit non-zero (``--debug``: raise)."""
+    """Run ``main(argv)`` and exit with its return value when that is an int (else 0); on an error
+    print one or two lines and exit non-zero (``--debug``: raise)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        main(argv)
+        result = main(argv)
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 - this is the one place that turns errors into lines
@@ -94,3 +97,4 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) 
         if text:
             print(text, file=sys.stderr, flush=True)
         sys.exit(code)
+    sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)

@@ -3,7 +3,7 @@
 Every file minidit writes (checkpoints, ``args.json``, pictures, sample batches, metrics) goes
 through this module:
 
-* ``atomic_write(path)`` writes to ``path.tmp.<pid>`` in the same folder, flushes it to disk
+* ``atomic_write(path)`` (or ``atomic_path`` for writers that take a file name) writes to ``path.tmp.<pid>`` in the same folder, flushes it to disk
   (``fsync``) and renames it over ``path`` with ``os.replace`` -- atomic on POSIX and Windows, so a
   reader sees the old file or the complete new one, never a torn one. A crash half-way leaves at
   worst the temporary file, which ``remove_temp_files`` clears later.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
@@ -57,29 +58,48 @@ def temp_path(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
-    """``with atomic_write(path) as f: ...`` -- ``path`` appears complete, or stays as it was.
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """``with atomic_path(path) as tmp: save(tmp)`` -- for writers that take a file *name*
+    (``safetensors.torch.save_file``): ``path`` appears complete, or stays as it was.
 
     The bytes go to ``temp_path(path)`` in the same folder (a rename is only atomic within one
-    file system), are flushed from Python's and the OS's buffers (``fsync``) so they are on disk
-    before the rename makes them visible, then ``os.replace`` puts them in place. On any error
-    the temporary file is removed and the error raised (a full disk as ``DiskFullError``).
+    file system), are flushed to disk (``fsync``) before the rename makes them visible, then
+    ``os.replace`` puts them in place. On any error the temporary file is removed and the error
+    raised (a full disk as ``DiskFullError``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, mode) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)  # first, so the free space in the message counts it
-        raise disk_full_error(path, e) from e
+        full = disk_full_error(path, e)
+        if full is e:
+            raise
+        raise full from e
     finally:
         tmp.unlink(missing_ok=True)
     fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
+    """``with atomic_write(path) as f: ...`` -- an open file whose content replaces ``path``
+    atomically when the block ends without an error (see ``atomic_path``).
+
+    Works with every writer that takes a file object: ``np.savez(f, ...)``,
+    ``Image.save(f, format="PNG")``, ``torch.save(obj, f)``, ``fig.savefig(f, format="png")``.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_write: mode must be 'wb' or 'w', got {mode!r}")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -87,6 +107,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_write(path, "w") as f:
         f.write(text)
     return Path(path)
+
+
+def write_json_atomic(path: str | Path, obj, indent: int = 2) -> Path:
+    """Replace ``path`` with ``obj`` as JSON atomically; the object is serialised first, so an
+    unserialisable value fails before anything is written."""
+    return write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
 
 
 def fsync_folder(folder: str | Path) -> None:
@@ -132,6 +158,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def stale_temps(path: str | Path) -> list[Path]:
+    """The temporary twins of ``path`` (``<name>.tmp.<pid>``, any pid) that killed writers left.
+    Delete them only where no other process can be writing ``path`` at the same time."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.glob(f"{path.name}{TEMP_MARK}*") if _TEMP_NAME.match(p.name)
+                  and p.name[len(path.name) + len(TEMP_MARK):].isdigit())
 
 
 def remove_temp_files(folder: str | Path, only_dead: bool = True) -> list[Path]:

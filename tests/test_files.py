@@ -65,12 +65,12 @@ def test_remove_temp_files_spares_live_writers(tmp_path):
 
 
 @pytest.mark.parametrize("error, expected, code", [
-    (ValueError("--lr must be positive"), "error: --lr must be positive", 1),
-    (FileNotFoundError("checkpoint x.pt does not exist"), "error: checkpoint x.pt does not exist", 1),
-    (PermissionError(errno.EACCES, "Permission denied", "/root/x"), "error: Permission denied: /root/x", 1),
+    (ValueError("--lr must be positive"), "error: --lr must be positive", 2),
+    (FileNotFoundError("checkpoint x.pt does not exist"), "error: checkpoint x.pt does not exist", 2),
+    (PermissionError(errno.EACCES, "Permission denied", "/root/x"), "error: Permission denied: /root/x", 2),
     (files.DiskFullError(errno.ENOSPC, "disk full while writing a: 0 bytes free"),
-     "error: disk full while writing a: 0 bytes free", 1),
-    (errors.RunError("the loss became NaN at step 3"), "error: the loss became NaN at step 3", 1),
+     "error: disk full while writing a: 0 bytes free", 2),
+    (errors.RunError("the loss became NaN at step 3"), "error: the loss became NaN at step 3", 2),
     (KeyError("bug"), "error: KeyError: 'bug'\n(an unexpected error; rerun with --debug or MINIDIT_DEBUG=1 for the full "
                       "traceback)", 1),
     (KeyboardInterrupt(), "interrupted", 130),

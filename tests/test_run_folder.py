@@ -152,7 +152,7 @@ def test_disk_full_while_checkpointing_keeps_the_last_good_checkpoint(tmp_path, 
     run = next(tmp_path.iterdir())
     good = run / "checkpoints" / "0000002.pt"
     err = capsys.readouterr().err
-    assert info.value.code == 1 and err.count("\n") == 1
+    assert info.value.code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: disk full while writing {run / 'checkpoints' / '0000004.pt'}: ")
     assert err.rstrip().endswith(f"bytes free; the last good checkpoint is {good}")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["0000002.pt"]  # no partial file
@@ -201,7 +201,7 @@ def test_cli_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, monkeyp
     argv = ["--results-dir", str(tmp_path), "--resume", str(ckpt), "--num-classes", "12"]
     out = subprocess.run([sys.executable, "-m", "minidit.train", *argv], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"error: {ckpt} holds a DiT-P/2 on 1x8x8 inputs")
     monkeypatch.setattr("sys.argv", ["minidit.train", *argv, "--debug"])
     with pytest.raises(ValueError, match="holds a DiT-P/2"):  # the exception itself, with its traceback

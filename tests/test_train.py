@@ -158,7 +158,7 @@ def test_nan_loss_stops_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, 
     with pytest.raises(SystemExit) as info:
         train_mod.cli()
     err = capsys.readouterr().err
-    assert info.value.code == 1 and err.count("\n") == 1
+    assert info.value.code == 2 and err.count("\n") == 1
     assert err.startswith("error: the loss became NaN or inf at step 3") and "last good checkpoint" in err
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .classifier_guidance import classifier_cond_fn
 from .gaussian_diffusion import GaussianDiffusion, extract_into_tensor
 from .guidance import cfg_combine, guided_forward, sample_with_guidance
-from .respace import SpacedDiffusion, space_timesteps
+from .respace import SpacedDiffusion, check_respacing, space_timesteps
 from .schedules import get_named_beta_schedule
 
 __all__ = ["create_diffusion", "GaussianDiffusion", "SpacedDiffusion", "space_timesteps",
@@ -57,6 +57,7 @@ def create_diffusion(timestep_respacing, noise_schedule: str = "linear", use_kl:
         loss_type = "mse"
     if timestep_respacing is None or timestep_respacing == "":
         timestep_respacing = [diffusion_steps]
+    check_respacing(timestep_respacing)
     if learn_sigma:
         var_type = "learned_range"
     else:

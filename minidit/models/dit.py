@@ -71,6 +71,9 @@ class DiT(nn.Module):
         super().__init__()
         if conditioning not in BLOCKS:
             raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {list(CONDITIONINGS)}")
+        for name, value in (("input_size", input_size), ("patch_size", patch_size), ("in_channels", in_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if input_size % patch_size != 0:
             raise ValueError(f"input_size={input_size} is not divisible by patch_size={patch_size}; "
                              f"choose a patch size that divides the input side")
@@ -161,6 +164,10 @@ class DiT(nn.Module):
             t = t.expand(n)  # one timestep for the whole batch
         if t.shape != (n,):
             raise ValueError(f"expected t of shape ({n},) (one timestep per image), got {tuple(t.shape)}")
+        if not torch.is_tensor(y) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            what = type(y).__name__ if not torch.is_tensor(y) else f"a {y.dtype} tensor"
+            raise ValueError(f"y must be an integer tensor of class ids, got {what}; pass e.g. "
+                             f"torch.tensor([3, 7]) (a float label would be silently truncated)")
         if y.shape != (n,):
             raise ValueError(f"expected y of shape ({n},) (one class id per image), got {tuple(y.shape)}")
         # value check on CPU only: on an accelerator it would force a host sync (and break torch.compile graphs)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from minidit.diffusion import create_diffusion
 from minidit.files import atomic_write
-from minidit.generation import generate, grid_labels
+from minidit.generation import generate, grid_columns_for, grid_labels
 from minidit.metrics.npz import to_uint8
 
 
@@ -42,14 +42,15 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int =
         top, left = pad + r * (ph + pad), pad + col * (pw + pad)
         canvas[top:top + ph, left:left + pw] = pics[i]
     path = Path(path)
-    with atomic_write(path) as f:  # a reader never sees half a picture
+    with atomic_write(path) as f:  # a reader never sees half a picture (it makes the folder too)
         Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(f, format="PNG")
     return path
 
 
 def write_sample_grid(ema, config, vae, shape, run_dir: Path, step: int, device) -> Path:
     """Sample a grid with the EMA weights (one row per class) without touching the training RNG streams."""
-    labels = grid_labels(config.num_classes, config.grid_columns)
+    columns = grid_columns_for(config.grid_columns, config.num_classes, device, vae, config.image_size)
+    labels = grid_labels(config.num_classes, columns)
     diffusion = create_diffusion(str(config.num_sampling_steps), learn_sigma=config.learn_sigma)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # sampling must not shift the training RNG

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from minidit.data import get_dataset
 from minidit.diffusion import create_diffusion
-from minidit.generation import build_vae
+from minidit.generation import VAEUnavailableError, build_vae, check_latents_vae
 from minidit.models import get_model
 from minidit.training.config import TrainConfig
 from minidit.training.distributed import DistInfo, rank_seed, split_global_batch
@@ -67,6 +67,10 @@ def build_data(config: TrainConfig) -> Dataset:
 def latent_input(config: TrainConfig, vae, image: torch.Tensor) -> tuple[int, int, str]:
     """``(input size, channels, description)`` of the latents ``vae`` makes of the data's images."""
     factor = vae.downsample_factor
+    takes = getattr(vae, "in_channels", None)
+    if takes is not None and image.shape[0] != takes:
+        raise ValueError(f"the data set yields {image.shape[0]}-channel images but the VAE {vae.name!r} takes "
+                         f"{takes}-channel ones; pick a matching --vae (or --vae none: pixel space)")
     if image.shape[-1] != config.image_size:
         raise ValueError(f"the data set yields {image.shape[-1]}x{image.shape[-1]} images but --image-size "
                          f"is {config.image_size}; make them agree")
@@ -88,11 +92,17 @@ def extracted_latents_vae(config: TrainConfig, dataset, info: DistInfo) -> tuple
     if not manifest.get("vae"):
         return config, None
     config = dataclasses.replace(config, vae=manifest["vae"])
+    if config.grid_columns <= 0:  # no sample grids: nothing is decoded, so no autoencoder is loaded or trained
+        return config, None
     try:
-        return config, build_vae(config.vae, info.device)
-    except Exception as e:  # e.g. a hub id while offline: train anyway, grids show latents
+        vae = build_vae(config.vae, info.device)  # the latents' own autoencoder, by its exact name
+    except VAEUnavailableError as e:  # e.g. a hub id while offline: train anyway, grids show latents
         print(f"note: cannot load VAE {config.vae!r} to decode sample grids ({e})", file=sys.stderr)
         return config, None
+    except ValueError as e:  # not the latents' own autoencoder: never decode with another one
+        raise ValueError(f"{e} (or train without sample grids: --grid-columns 0)") from e
+    check_latents_vae(manifest, vae, getattr(dataset, "root", "the latents"))
+    return config, vae
 
 
 def prepare(config: TrainConfig, info: DistInfo) -> Parts:
@@ -110,6 +120,8 @@ def prepare(config: TrainConfig, info: DistInfo) -> Parts:
         what = f"the latent size {input_size}"
     else:
         vae = sample_vae = build_vae(config.vae, info.device)
+        if vae is not None and config.vae == "tiny":  # record which tiny autoencoder: its cache key
+            config = dataclasses.replace(config, vae=vae.name)
         if vae is not None:
             input_size, in_channels, what = latent_input(config, vae, image)
         else:
