@@ -1,8 +1,14 @@
 """Chapter 1 (The forward process): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: noisy_sample, linear_beta_schedule, cosine_beta_schedule, snr.
-The notebook notebooks/01_forward_process.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    noisy_sample                       easy, ~10 min
+    linear_beta_schedule               easy, ~10 min
+    cosine_beta_schedule               medium, ~20 min
+    snr                                easy, ~5 min
+
+The notebook notebooks/01_forward_process.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch1 --impl=exercises
 

@@ -1,8 +1,14 @@
 """Chapter 2 (Learning to denoise): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: predict_x0_from_eps, posterior_mean_variance, mean_flat, simple_loss.
-The notebook notebooks/02_denoising.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    predict_x0_from_eps                easy, ~10 min
+    posterior_mean_variance            medium, ~20 min
+    mean_flat                          easy, ~5 min
+    simple_loss                        easy, ~5 min
+
+The notebook notebooks/02_denoising.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch2 --impl=exercises
 

@@ -1,8 +1,14 @@
 """Chapter 3 (Images as token sequences): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: patchify, unpatchify, get_1d_sincos_pos_embed, get_2d_sincos_pos_embed.
-The notebook notebooks/03_tokens.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    patchify                           medium, ~20 min
+    unpatchify                         medium, ~15 min
+    get_1d_sincos_pos_embed            medium, ~20 min
+    get_2d_sincos_pos_embed            medium, ~25 min
+
+The notebook notebooks/03_tokens.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch3 --impl=exercises
 

@@ -1,8 +1,14 @@
 """Chapter 4 (Conditioning): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: modulate, DiTBlock, drop_labels, timestep_embedding.
-The notebook notebooks/04_conditioning.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    modulate                           easy, ~10 min
+    DiTBlock.forward                   medium, ~25 min
+    drop_labels                        easy, ~15 min
+    timestep_embedding                 medium, ~20 min
+
+The notebook notebooks/04_conditioning.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch4 --impl=exercises
 

@@ -1,8 +1,13 @@
 """Chapter 5 (The Diffusion Transformer): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: num_patches, block_gflops, FinalLayer.
-The notebook notebooks/05_dit.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    num_patches                        easy, ~5 min
+    block_gflops                       medium, ~20 min
+    FinalLayer.forward                 easy, ~10 min
+
+The notebook notebooks/05_dit.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch5 --impl=exercises
 

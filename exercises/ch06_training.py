@@ -1,8 +1,14 @@
 """Chapter 6 (Training a DiT): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: split_global_batch, update_ema, sample_timesteps, lr_at_step.
-The notebook notebooks/06_training.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    split_global_batch                 easy, ~10 min
+    update_ema                         easy, ~15 min
+    sample_timesteps                   easy, ~5 min
+    lr_at_step                         medium, ~20 min
+
+The notebook notebooks/06_training.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch6 --impl=exercises
 

@@ -1,8 +1,13 @@
 """Chapter 7 (Sampling): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: cfg_combine, space_timesteps, ddim_step.
-The notebook notebooks/07_sampling.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    cfg_combine                        easy, ~5 min
+    space_timesteps                    hard, ~45 min
+    ddim_step                          medium, ~20 min
+
+The notebook notebooks/07_sampling.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch7 --impl=exercises
 

@@ -1,8 +1,13 @@
 """Chapter 8 (Learned variance and the hybrid loss): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: learned_range_log_variance, normal_kl, discretized_gaussian_log_likelihood.
-The notebook notebooks/08_learned_variance.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    learned_range_log_variance         easy, ~10 min
+    normal_kl                          medium, ~15 min
+    discretized_gaussian_log_likelihood hard, ~35 min
+
+The notebook notebooks/08_learned_variance.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch8 --impl=exercises
 

@@ -1,8 +1,13 @@
 """Chapter 10 (Measuring quality): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: frechet_distance, inception_score, precision_recall.
-The notebook notebooks/10_metrics.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    frechet_distance                   medium, ~30 min
+    inception_score                    medium, ~20 min
+    precision_recall                   hard, ~40 min
+
+The notebook notebooks/10_metrics.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch10 --impl=exercises
 

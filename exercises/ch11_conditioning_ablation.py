@@ -1,8 +1,16 @@
 """Chapter 11 (Conditioning ablation): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: area_under_fid_curve, final_fid_ranking, gflops_overhead, AdaLNBlock, CrossAttentionBlock, append_condition_tokens.
-The notebook notebooks/11_conditioning_ablation.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    area_under_fid_curve               easy, ~15 min
+    final_fid_ranking                  easy, ~10 min
+    gflops_overhead                    easy, ~10 min
+    AdaLNBlock.forward                 easy, ~15 min
+    CrossAttentionBlock.forward        easy, ~15 min
+    append_condition_tokens            easy, ~10 min
+
+The notebook notebooks/11_conditioning_ablation.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch11 --impl=exercises
 

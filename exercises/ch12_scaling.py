@@ -1,8 +1,13 @@
 """Chapter 12 (Scaling): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: pearson_correlation, training_compute_gflops, sampling_compute_gflops.
-The notebook notebooks/12_scaling.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    pearson_correlation                easy, ~10 min
+    training_compute_gflops            easy, ~10 min
+    sampling_compute_gflops            easy, ~10 min
+
+The notebook notebooks/12_scaling.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch12 --impl=exercises
 

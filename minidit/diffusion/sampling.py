@@ -46,7 +46,7 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
     ``eta = 0`` makes the step deterministic (then ``noise`` may be None). Schedule values
     broadcast against ``x_t`` (e.g. shape (N, 1, 1, 1)).
     """
-    # BEGIN SOLUTION ch07
+    # BEGIN SOLUTION ch07 difficulty=2 minutes=20
     # x_0 = sqrt(1 / alpha_bar_t) x_t - sqrt(1 / alpha_bar_t - 1) eps
     x_0 = predict_x0_from_eps(x_t, alpha_bar_t, eps)
     # sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)

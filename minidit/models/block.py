@@ -38,7 +38,7 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     Returns:
         ``(N, T, D)``. Note ``1 + scale``: a zero scale means "leave the norm unchanged".
     """
-    # BEGIN SOLUTION ch04
+    # BEGIN SOLUTION ch04 difficulty=1 minutes=10
     # (N, D) -> (N, 1, D) broadcasts over tokens;  x * (1 + scale) + shift
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
     # END SOLUTION
@@ -73,7 +73,7 @@ class DiTBlock(nn.Module):
         ``modulate``, ``self.norm1/norm2``, ``self.attn``, ``self.mlp``; gates are ``(N, D)`` and
         multiply every token of their sample.
         """
-        # BEGIN SOLUTION ch04
+        # BEGIN SOLUTION ch04 difficulty=2 minutes=25
         # (N, D) -> (N, 6D) -> six (N, D) vectors, in the official order
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
         # x = x + alpha_1 * Attention(gamma_1 * LN(x) + beta_1)
@@ -107,7 +107,7 @@ class AdaLNBlock(nn.Module):
         residual sub-blocks WITHOUT gates: ``x + attn(modulate(norm1(x), ...))``, then
         ``x + mlp(modulate(norm2(x), ...))``.
         """
-        # BEGIN SOLUTION ch11
+        # BEGIN SOLUTION ch11 difficulty=1 minutes=15
         # (N, D) -> four (N, D) vectors
         shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)
         # x = x + Attention(gamma_1 * LN(x) + beta_1)
@@ -136,7 +136,7 @@ class CrossAttentionBlock(nn.Module):
         ``x + cross_attn(norm_cross(x), c)`` (queries from the tokens, keys/values from ``c``),
         then ``x + mlp(norm2(x))``. Returns ``(N, T, D)``.
         """
-        # BEGIN SOLUTION ch11
+        # BEGIN SOLUTION ch11 difficulty=1 minutes=15
         x = x + self.attn(self.norm1(x))
         # x = x + CrossAttention(LN(x), [t_emb, y_emb])
         x = x + self.cross_attn(self.norm_cross(x), c)

@@ -38,7 +38,7 @@ def append_condition_tokens(x: torch.Tensor, t_emb: torch.Tensor, y_emb: torch.T
     first, then the class token, both AFTER the image tokens, so ``out[:, :T]`` are the image
     tokens again -- which is how ``DiT.forward`` drops them after the last block).
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     # (N, D) -> (N, 1, D) each;  (N, T, D) -> (N, T + 2, D)
     return torch.cat([x, t_emb.unsqueeze(1), y_emb.unsqueeze(1)], dim=1)
     # END SOLUTION

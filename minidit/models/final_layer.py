@@ -34,7 +34,7 @@ class FinalLayer(nn.Module):
         Split ``self.adaLN_modulation(c)`` into ``shift, scale`` (2 chunks along dim 1), apply
         ``modulate(self.norm_final(x), shift, scale)``, then ``self.linear``.
         """
-        # BEGIN SOLUTION ch05
+        # BEGIN SOLUTION ch05 difficulty=1 minutes=10
         # (N, D) -> (N, 2D) -> shift, scale each (N, D)
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
         x = modulate(self.norm_final(x), shift, scale)

@@ -39,7 +39,7 @@ def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
         ``(a * p + b) * C + c`` is ``x[n, c, i*p + a, j*p + b]``. This is the official DiT order.
         Use ``einops.rearrange``.
     """
-    # BEGIN SOLUTION ch03
+    # BEGIN SOLUTION ch03 difficulty=2 minutes=20
     # (N, C, H, W) -> (N, T, p*p*C), T = (H/p)(W/p), features ordered (p, q, c)
     return rearrange(x, "n c (h p) (w q) -> n (h w) (p q c)", p=patch_size, q=patch_size)
     # END SOLUTION
@@ -59,7 +59,7 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int) -> torch.Te
         images of shape ``(N, C, H, W)`` with ``H = W = sqrt(T) * p``, such that
         ``unpatchify(patchify(x, p), p, C) == x``. Use ``einops.rearrange``.
     """
-    # BEGIN SOLUTION ch03
+    # BEGIN SOLUTION ch03 difficulty=2 minutes=15
     h = w = int(round(tokens.shape[1] ** 0.5))
     if h * w != tokens.shape[1]:
         raise ValueError(f"unpatchify needs a square number of tokens, got T={tokens.shape[1]}")

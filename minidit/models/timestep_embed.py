@@ -28,7 +28,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> to
         ``[cos(args), sin(args)]`` (cos first). If ``dim`` is odd, one zero column is appended.
         Compute the frequencies in float32 on ``t``'s device.
     """
-    # BEGIN SOLUTION ch04
+    # BEGIN SOLUTION ch04 difficulty=2 minutes=20
     half = dim // 2
     # freqs_i = exp(-ln(max_period) * i / half),  i = 0 .. half-1
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)

@@ -35,7 +35,7 @@ def update_ema(ema_params: list[torch.Tensor], params: list[torch.Tensor], decay
     every pair); this is how the official code's ``ema.mul_(decay).add_(param, alpha=1 - decay)``
     is written for many tensors at once.
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=1 minutes=15
     if len(ema_params) != len(params):
         raise ValueError(f"update_ema: {len(ema_params)} EMA tensors but {len(params)} parameters")
     if not ema_params:

@@ -23,7 +23,7 @@ def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Gener
     reproduced), otherwise from the global RNG. Draw with ``torch.randint`` directly on
     ``device`` (no CPU tensor copied to the GPU each step).
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=1 minutes=5
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
     return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device,
