@@ -154,12 +154,13 @@ def scan_file(path: Path) -> list[TopLevel]:
 
 
 def scan(package: Path = PACKAGE) -> dict[int, list[TopLevel]]:
-    """Every graded top-level node of the package, grouped by chapter (files in sorted order)."""
+    """Every graded top-level node of the package, grouped by chapter, easy ones first (then in
+    the order of the files and of the source)."""
     by_chapter: dict[int, list[TopLevel]] = {}
     for path in sorted(package.rglob("*.py")):
         for top in scan_file(path):
             by_chapter.setdefault(top.chapter, []).append(top)
-    return by_chapter
+    return {ch: sorted(tops, key=lambda t: min(it.difficulty for it in t.items)) for ch, tops in by_chapter.items()}
 
 
 def graded_items(package: Path = PACKAGE) -> list[Item]:
@@ -245,4 +246,5 @@ def edits(existing: str, stub: str) -> list[str]:
     except SyntaxError:
         return ["(the file does not parse)"]
     theirs = _normalised(ast.parse(stub))
-    return [name for name in dict.fromkeys([*theirs, *mine]) if mine.get(name) != theirs.get(name)]
+    # only what the file holds counts: a def the stub has and the file lacks is a new exercise
+    return [name for name in mine if mine[name] != theirs.get(name)]

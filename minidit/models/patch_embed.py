@@ -85,7 +85,16 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed every patch: images ``(N, C, H, W)`` -> tokens ``(N, T, D)``, ``T = (H/p) * (W/p)``.
+
+        ``self.proj`` (the strided convolution) gives one ``D``-vector per patch, laid out on the
+        patch grid as ``(N, D, H/p, W/p)``. The transformer wants a sequence instead: token
+        ``i * (W/p) + j`` is the patch in grid row ``i``, column ``j`` (row-major, the order of
+        ``patchify``), with its ``D`` features on the last axis.
+        """
+        # BEGIN SOLUTION ch03 difficulty=1 minutes=10
         # (N, C, H, W) -> (N, D, H/p, W/p)
         x = self.proj(x)
         # (N, D, h, w) -> (N, T, D), tokens row-major over the patch grid
         return rearrange(x, "n d h w -> n (h w) d")
+        # END SOLUTION

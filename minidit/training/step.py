@@ -23,10 +23,18 @@ def train_step(model: nn.Module, diffusion, optimizer: torch.optim.Optimizer, em
     is set by the caller), then the EMA update ``theta_ema <- decay * theta_ema + (1 - decay) *
     theta`` over the matching tensor lists ``ema_params`` and ``params`` (from ``ema_pairs``).
     The returned tensors stay on the device: reading one (``.item()``) would wait for the GPU.
+
+    In order: the losses of the batch (``diffusion_loss``, which draws the timesteps and the noise
+    and runs the model under ``precision``); clear the old gradients (``set_to_none=True``, as the
+    official code); backpropagate the mean ``loss``; one optimizer step; the EMA update with
+    ``update_ema``. Returns ``diffusion_loss``'s dict.
     """
+    # BEGIN SOLUTION ch06 difficulty=2 minutes=20
     losses = diffusion_loss(diffusion, model, x_0, y, precision=precision)
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     optimizer.step()
+    # theta_ema <- decay * theta_ema + (1 - decay) * theta
     update_ema(ema_params, params, ema_decay)
     return losses
+    # END SOLUTION
