@@ -197,6 +197,7 @@ class Switch:
         items = [it for it in graded_items() if it.chapter in chapters]
         swap: dict[int, tuple[object, object]] = {}  # id(old) -> (old, new) for functions
         methods: list[tuple[type, str, object]] = []
+        fallback: set[int] = set()  # ids of minidit's functions standing in for unfinished ones
         for ch in sorted(chapters):
             self.modules[ch] = self._load(ch)
         for it in items:
@@ -216,6 +217,7 @@ class Switch:
                     self.kept_reference.append(it)
                     if not it.is_method:
                         swap[id(mine)] = (mine, reference)  # the student's own files call minidit's
+                        fallback.add(id(reference))
                     continue
             if it.is_method:
                 if "__class__" in getattr(getattr(mine, "__code__", None), "co_freevars", ()):
@@ -228,7 +230,8 @@ class Switch:
             self._undo.append(("attr", cls, attr, cls.__dict__.get(attr, _MISSING)))
             setattr(cls, attr, new)
         self._replace(swap, list(self.modules.values()))
-        self._back = {id(new): (new, old) for old, new in swap.values()}
+        # what a module imported from now on may copy: the student's functions, to be put back
+        self._back = {id(new): (new, old) for old, new in swap.values() if id(new) not in fallback}
 
     def _load(self, chapter: int):
         path = self.spec.file(chapter)
@@ -287,7 +290,7 @@ class Switch:
         line = (f"minidit: using {where}/ for {format_chapters(self.spec.chapters)} "
                 f"({len(self.items)} graded functions); minidit's reference for the rest")
         if self.stubs:
-            names = ", ".join(it.label for it in self.stubs)
+            names = "; ".join(_stub_names(self.stubs, self.items))
             if self.kept_reference:
                 line += f"\nminidit: not done yet, so minidit's reference runs instead: {names}"
             else:
@@ -299,10 +302,21 @@ class Switch:
         return self
 
     def __exit__(self, *exc) -> None:
-        restore(self.previous)
+        restore_impl(self.previous)
+
+
+def _stub_names(stubs: list[Item], items: list[Item]) -> list[str]:
+    """``["ch01 (all 4)", "ch03: patchify, Attention.forward"]``: the unfinished items, per chapter."""
+    out = []
+    for ch in sorted({it.chapter for it in stubs}):
+        mine = [it.qualname for it in stubs if it.chapter == ch]
+        total = sum(it.chapter == ch for it in items)
+        out.append(f"ch{ch:02d} (all {total})" if len(mine) == total else f"ch{ch:02d}: {', '.join(mine)}")
+    return out
 
 
 _ACTIVE: Switch | None = None
+_LAST: ImplSpec | None = None  # the latest student code switched on (``explain`` after a ``with`` block)
 
 
 def active_impl() -> ImplSpec | None:
@@ -318,7 +332,7 @@ def use_impl(spec: str | ImplSpec = "exercises", on_stub: str = "raise", verbose
     ``verbose`` prints which folder and chapters are in use and which exercises are unfinished.
     Use it as a context manager to put back what ran before; ``use_impl("minidit")`` switches off.
     """
-    global _ACTIVE
+    global _ACTIVE, _LAST
     if on_stub not in ("raise", "reference"):
         raise ValueError(f"on_stub must be 'raise' or 'reference', got {on_stub!r}")
     parsed = parse_impl(spec)
@@ -334,13 +348,13 @@ def use_impl(spec: str | ImplSpec = "exercises", on_stub: str = "raise", verbose
     except BaseException:
         switch.undo()
         raise
-    _ACTIVE = switch
+    _ACTIVE, _LAST = switch, parsed
     if verbose and os.environ.get("RANK", "0") == "0":
-        print(switch.summary(), file=sys.stderr)
+        print(switch.summary(), flush=True)
     return switch
 
 
-def restore(switch: Switch | None) -> None:
+def restore_impl(switch: Switch | None) -> None:
     """Put back the state of ``switch`` (None: minidit's reference), e.g. after a ``with`` block."""
     global _ACTIVE
     if _ACTIVE is not None:
@@ -362,8 +376,8 @@ def explain(error: BaseException) -> str | None:
     if not isinstance(error, NotImplementedError) or m is None:
         return None
     chapter, name = int(m.group(1)), m.group(2)
-    spec = active_impl()
-    if spec is None:
+    spec = active_impl() or _LAST
+    if spec is None or chapter not in spec.chapters:
         return text.splitlines()[0] if text else None
     rest = [ch for ch in spec.chapters if ch != chapter]
     keep = f"{spec.name}:{format_chapters(rest)}" if rest else "minidit"

@@ -28,6 +28,7 @@ import torch
 
 from minidit.env import configure_torch
 from minidit.flops import mfu
+from minidit.impl import explain, restore_impl, use_impl
 from minidit.training import checkpoint as ckpt_lib
 from minidit.training.config import TrainConfig, parse_args, resolve
 from minidit.training.distributed import (DistInfo, barrier, cleanup_distributed, init_distributed, min_over_ranks,
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     Returns the run folder (rank 0) or None.
     """
     typed = parse_args(argv)
+    switch = use_impl(typed.impl) if typed.impl else None  # --impl: the student's code runs (minidit/impl.py)
     resume_path, resumed = None, None
     if typed.resume:
         results_dir = typed.results_dir or "results"
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         return train(config, info, resumed, resume_path)
     finally:
         cleanup_distributed()
+        if switch is not None:
+            restore_impl(switch.previous)
 
 
 def train(config: TrainConfig, info: DistInfo, resumed: dict | None = None,
@@ -196,6 +200,12 @@ def cli() -> None:
     except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
         cleanup_distributed()
         sys.exit(f"error: {e}")
+    except NotImplementedError as e:  # an unfinished exercise ran (--impl): one line, no traceback
+        cleanup_distributed()
+        if explain(e) is None:
+            raise
+        print(explain(e), file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

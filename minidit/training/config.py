@@ -71,6 +71,7 @@ class TrainConfig:
     grid_columns: int = 8
     debug_nan_at_step: int | None = None
     threads: int | None = None
+    impl: str | None = None  # --impl: whose code runs (minidit/impl.py); None: minidit's own
 
     def __post_init__(self):
         """The checks that need no data: unknown names, impossible numbers (the data's come in setup.py)."""
@@ -101,7 +102,7 @@ class TrainConfig:
 DEFAULTS: dict = {f.name: f.default for f in fields(TrainConfig)}
 
 # Keys that describe *how this process runs*, not the recipe: never taken from a checkpoint.
-RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile", "threads"}
+RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile", "threads", "impl"}
 
 
 def _optional_int(text: str) -> int:
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--milestone-every", type=_optional_int, help="checkpoints at multiples of N are never deleted (0/none: no milestones)")
     g.add_argument("--device", type=str, help="cpu, cuda, cuda:1, ... (default: the best available)")
     g.add_argument("--peak-tflops", type=float, help="the accelerator's peak TFLOP/s for MFU (default: looked up by name)")
+    g.add_argument("--impl", type=str, help="run on your own exercise code: exercises, exercises:ch01-ch06, "
+                   "solutions or a folder (see exercises/README.md); default: minidit's own")
     g.add_argument("--debug-nan-at-step", type=int, help=S)  # tests: poison the loss at this step
     return p
 
