@@ -20,6 +20,7 @@ knows what an untouched stub looks like, so neither of them mistakes a student's
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,9 +164,14 @@ def scan(package: Path = PACKAGE) -> dict[int, list[TopLevel]]:
     return {ch: sorted(tops, key=lambda t: min(it.difficulty for it in t.items)) for ch, tops in by_chapter.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def _items(package: Path) -> tuple[Item, ...]:
+    return tuple(it for ch, tops in sorted(scan(package).items()) for top in tops for it in top.items)
+
+
 def graded_items(package: Path = PACKAGE) -> list[Item]:
-    """Every graded item, chapter by chapter."""
-    return [it for ch, tops in sorted(scan(package).items()) for top in tops for it in top.items]
+    """Every graded item, chapter by chapter (read once per process: the package does not change)."""
+    return list(_items(package))
 
 
 # ------------------------------------------------------------------ stubs and students' edits
@@ -181,10 +187,10 @@ def is_stub_raise(node: ast.AST) -> bool:
 
 
 def find_def(tree: ast.Module, qualname: str) -> ast.AST | None:
-    """The def or class ``A.b`` at the top of ``tree``, or None."""
+    """The def or class ``A.b`` at the top of ``tree`` (the last one of that name, as Python keeps), or None."""
     body, node = tree.body, None
     for part in qualname.split("."):
-        node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        node = next((n for n in reversed(body) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                      and n.name == part), None)
         if node is None:
             return None
