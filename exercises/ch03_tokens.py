@@ -75,9 +75,9 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int) -> torch.Te
     """Inverse of ``patchify``: put the tokens back on the square image grid.
 
     Args:
-        tokens: shape ``(N, T, p*p*C)``, ``T`` a perfect square, features ordered ``(p, q, c)``
-            exactly as ``patchify`` produces them (the official DiT's
-            ``einsum('nhwpqc->nchpwq')`` convention).
+        tokens: shape ``(N, T, p*p*C)``, ``T`` a perfect square, tokens row-major over the grid
+            and features ordered ``(p, q, c)``, exactly as ``patchify`` produces them (the
+            official DiT's order). Raise ``ValueError`` if ``T`` is not a perfect square.
         patch_size: ``p``.
         channels: ``C``, the number of channels of the output image.
 

@@ -83,9 +83,9 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Use ``self.adaLN_modulation(c)`` split into 6 chunks along dim 1 (order above),
-        ``modulate``, ``self.norm1/norm2``, ``self.attn``, ``self.mlp``; gates are ``(N, D)`` and
-        multiply every token of their sample.
+        The two equations of the class docstring, with the submodules built in ``__init__``. The
+        six vectors come from ``self.adaLN_modulation(c)``, ``(N, 6D)``, in the order listed
+        above; each is ``(N, D)``, one per sample, and acts on every token of its sample.
         """
         raise NotImplementedError(
             'EXERCISE ch04.DiTBlock.forward is not done yet: write it in exercises/ch04_conditioning.py (chapter 4, Conditioning; notebooks/04_conditioning.ipynb explains it), then run pytest -m ch4 --impl=exercises')
@@ -101,9 +101,10 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> to
 
     Returns:
         float32 tensor ``(N, dim)``: with ``freqs_i = exp(-ln(max_period) * i / half)`` for
-        ``i = 0 .. half-1`` and ``args = t[:, None] * freqs[None]``, the output is
-        ``[cos(args), sin(args)]`` (cos first). If ``dim`` is odd, one zero column is appended.
-        Compute the frequencies in float32 on ``t``'s device.
+        ``i = 0 .. half-1`` and the angles ``a[n, i] = t_n * freqs_i``, row ``n`` is
+        ``[cos(a[n, 0]), ..., cos(a[n, half-1]), sin(a[n, 0]), ..., sin(a[n, half-1])]`` (cos
+        first). If ``dim`` is odd, one zero column is appended. Compute the frequencies in
+        float32 on ``t``'s device.
     """
     raise NotImplementedError(
         'EXERCISE ch04.timestep_embedding is not done yet: write it in exercises/ch04_conditioning.py (chapter 4, Conditioning; notebooks/04_conditioning.ipynb explains it), then run pytest -m ch4 --impl=exercises')

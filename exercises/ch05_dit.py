@@ -50,8 +50,8 @@ class FinalLayer(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, T, D)`` tokens, ``c``: ``(N, D)`` condition -> ``(N, T, p*p*out_channels)``.
 
-        Split ``self.adaLN_modulation(c)`` into ``shift, scale`` (2 chunks along dim 1), apply
-        ``modulate(self.norm_final(x), shift, scale)``, then ``self.linear``.
+        The formula of the class docstring; ``self.adaLN_modulation(c)`` is ``(N, 2D)`` and holds
+        ``shift`` then ``scale``, one ``(N, D)`` vector each per sample.
         """
         raise NotImplementedError(
             'EXERCISE ch05.FinalLayer.forward is not done yet: write it in exercises/ch05_dit.py (chapter 5, The Diffusion Transformer; notebooks/05_dit.ipynb explains it), then run pytest -m ch5 --impl=exercises')

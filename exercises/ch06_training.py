@@ -48,10 +48,9 @@ def update_ema(ema_params: list[torch.Tensor], params: list[torch.Tensor], decay
     example ``list(ema.parameters())`` and ``list(model.parameters())``); ``decay`` is a float in
     [0, 1] (0.9999 in the paper). Nothing is returned: ``ema_params`` are updated in place and
     ``params`` are left untouched. No gradients flow (the update is not part of training).
-    Use ``torch._foreach_mul_`` and ``torch._foreach_add_`` so the whole list is updated with
-    one call per operation (``torch._foreach_add_(xs, ys, alpha=a)`` does ``x += a * y`` for
-    every pair); this is how the official code's ``ema.mul_(decay).add_(param, alpha=1 - decay)``
-    is written for many tensors at once.
+    Raise ``ValueError`` if the two lists differ in length. minidit updates the whole list with
+    one multi-tensor call per operation (``torch._foreach_*``, see the module docstring); a loop
+    over the pairs computes the same numbers.
     """
     raise NotImplementedError(
         'EXERCISE ch06.update_ema is not done yet: write it in exercises/ch06_training.py (chapter 6, Training a DiT; notebooks/06_training.ipynb explains it), then run pytest -m ch6 --impl=exercises')
@@ -62,10 +61,11 @@ def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Gener
     """Draw one diffusion timestep per example, uniformly: ``t_i ~ Uniform{0, 1, ..., T-1}``.
 
     Returns an int64 tensor of shape ``(batch_size,)`` on ``device`` with values in
-    ``[0, num_timesteps)``. Uniform sampling is what the paper and the official code use
-    (``torch.randint(0, T, (N,))``); with ``generator`` given, draw from it (so a run can be
-    reproduced), otherwise from the global RNG. Draw with ``torch.randint`` directly on
-    ``device`` (no CPU tensor copied to the GPU each step).
+    ``[0, num_timesteps)``; raise ``ValueError`` if ``num_timesteps < 1``. Uniform integers, as
+    the paper and the official code draw them: with ``generator`` given, from that generator
+    (so a run can be reproduced), otherwise from the global RNG -- the same random numbers as
+    the official code for the same seed. Create them directly on ``device`` (no CPU tensor
+    copied to the GPU each step).
     """
     raise NotImplementedError(
         'EXERCISE ch06.sample_timesteps is not done yet: write it in exercises/ch06_training.py (chapter 6, Training a DiT; notebooks/06_training.ipynb explains it), then run pytest -m ch6 --impl=exercises')
@@ -96,16 +96,14 @@ def train_step(model: nn.Module, diffusion, optimizer: torch.optim.Optimizer, em
                precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Train on the batch ``(x_0, y)`` once; returns its mean ``loss`` (and ``mse``, ``vb``).
 
-    As the official train.py: the loss ``L_simple + L_vlb`` at random timesteps
-    (``diffusion_loss``), ``zero_grad -> backward -> step`` with the optimizer (its learning rate
-    is set by the caller), then the EMA update ``theta_ema <- decay * theta_ema + (1 - decay) *
-    theta`` over the matching tensor lists ``ema_params`` and ``params`` (from ``ema_pairs``).
-    The returned tensors stay on the device: reading one (``.item()``) would wait for the GPU.
-
-    In order: the losses of the batch (``diffusion_loss``, which draws the timesteps and the noise
-    and runs the model under ``precision``); clear the old gradients (``set_to_none=True``, as the
-    official code); backpropagate the mean ``loss``; one optimizer step; the EMA update with
-    ``update_ema``. Returns ``diffusion_loss``'s dict.
+    As the official train.py, in this order: the batch's losses ``L_simple + L_vlb`` at random
+    timesteps (``diffusion_loss``, which draws the timesteps and the noise and runs the model
+    under ``precision``); the optimizer's old gradients cleared (``set_to_none``, as official),
+    the mean ``loss`` backpropagated, one optimizer step (its learning rate is set by the
+    caller); then the EMA update ``theta_ema <- decay * theta_ema + (1 - decay) * theta`` over
+    the matching tensor lists ``ema_params`` and ``params`` (from ``ema_pairs``) with
+    ``update_ema``. Returns ``diffusion_loss``'s dict; its tensors stay on the device: reading
+    one (``.item()``) would wait for the GPU.
     """
     raise NotImplementedError(
         'EXERCISE ch06.train_step is not done yet: write it in exercises/ch06_training.py (chapter 6, Training a DiT; notebooks/06_training.ipynb explains it), then run pytest -m ch6 --impl=exercises')
@@ -133,11 +131,12 @@ class GaussianDiffusion(gaussian_diffusion.GaussianDiffusion):
         3. ``mse`` = L_simple = ``simple_loss(prediction, target)``, the target being ``noise``
            (``model_mean_type == "epsilon"``, DiT) or ``x_start``;
         4. ``vb`` = the variational-bound term L_t in bits per dimension,
-           ``self._vb_terms_bpd(output, x_start, x_t, t)["output"]`` (chapter 8 opens it), computed
-           on the output with the prediction DETACHED (``torch.cat`` of ``prediction.detach()`` and
-           ``v``), so it trains only the variance (Improved DDPM's hybrid loss); with
-           ``loss_type == "rescaled_mse"`` times ``num_timesteps / 1000``. With a fixed variance
-           ``vb`` is zeros (the official code leaves the key out); in mse's dtype either way;
+           ``self._vb_terms_bpd(output, x_start, x_t, t)["output"]`` (chapter 8 opens it). The
+           output it sees has the prediction DETACHED from the graph (v is not), so the bound
+           trains only the variance (Improved DDPM's hybrid loss); with
+           ``loss_type == "rescaled_mse"`` it is multiplied by ``num_timesteps / 1000``. With a
+           fixed variance ``vb`` is zeros (the official code leaves the key out); in mse's dtype
+           either way;
         5. ``loss = mse + vb``.
 
         As in the official DiT code, ``create_diffusion`` uses the plain MSE loss type

@@ -85,9 +85,8 @@ class AdaLNBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Split ``self.adaLN_modulation(c)`` into 4 chunks along dim 1 (order above), then two
-        residual sub-blocks WITHOUT gates: ``x + attn(modulate(norm1(x), ...))``, then
-        ``x + mlp(modulate(norm2(x), ...))``.
+        The adaLN-Zero block's two residual sub-blocks (``DiTBlock``) WITHOUT gates, with the four
+        vectors of ``self.adaLN_modulation(c)`` in the order listed above.
         """
         raise NotImplementedError(
             'EXERCISE ch11.AdaLNBlock.forward is not done yet: write it in exercises/ch11_conditioning_ablation.py (chapter 11, Conditioning ablation; notebooks/11_conditioning_ablation.ipynb explains it), then run pytest -m ch11 --impl=exercises')

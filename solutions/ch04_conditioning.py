@@ -75,9 +75,9 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Use ``self.adaLN_modulation(c)`` split into 6 chunks along dim 1 (order above),
-        ``modulate``, ``self.norm1/norm2``, ``self.attn``, ``self.mlp``; gates are ``(N, D)`` and
-        multiply every token of their sample.
+        The two equations of the class docstring, with the submodules built in ``__init__``. The
+        six vectors come from ``self.adaLN_modulation(c)``, ``(N, 6D)``, in the order listed
+        above; each is ``(N, D)``, one per sample, and acts on every token of its sample.
         """
         # (N, D) -> (N, 6D) -> six (N, D) vectors, in the official order
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
@@ -98,9 +98,10 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> to
 
     Returns:
         float32 tensor ``(N, dim)``: with ``freqs_i = exp(-ln(max_period) * i / half)`` for
-        ``i = 0 .. half-1`` and ``args = t[:, None] * freqs[None]``, the output is
-        ``[cos(args), sin(args)]`` (cos first). If ``dim`` is odd, one zero column is appended.
-        Compute the frequencies in float32 on ``t``'s device.
+        ``i = 0 .. half-1`` and the angles ``a[n, i] = t_n * freqs_i``, row ``n`` is
+        ``[cos(a[n, 0]), ..., cos(a[n, half-1]), sin(a[n, 0]), ..., sin(a[n, half-1])]`` (cos
+        first). If ``dim`` is odd, one zero column is appended. Compute the frequencies in
+        float32 on ``t``'s device.
     """
     half = dim // 2
     # freqs_i = exp(-ln(max_period) * i / half),  i = 0 .. half-1

@@ -294,11 +294,12 @@ class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods, LikelihoodMe
         3. ``mse`` = L_simple = ``simple_loss(prediction, target)``, the target being ``noise``
            (``model_mean_type == "epsilon"``, DiT) or ``x_start``;
         4. ``vb`` = the variational-bound term L_t in bits per dimension,
-           ``self._vb_terms_bpd(output, x_start, x_t, t)["output"]`` (chapter 8 opens it), computed
-           on the output with the prediction DETACHED (``torch.cat`` of ``prediction.detach()`` and
-           ``v``), so it trains only the variance (Improved DDPM's hybrid loss); with
-           ``loss_type == "rescaled_mse"`` times ``num_timesteps / 1000``. With a fixed variance
-           ``vb`` is zeros (the official code leaves the key out); in mse's dtype either way;
+           ``self._vb_terms_bpd(output, x_start, x_t, t)["output"]`` (chapter 8 opens it). The
+           output it sees has the prediction DETACHED from the graph (v is not), so the bound
+           trains only the variance (Improved DDPM's hybrid loss); with
+           ``loss_type == "rescaled_mse"`` it is multiplied by ``num_timesteps / 1000``. With a
+           fixed variance ``vb`` is zeros (the official code leaves the key out); in mse's dtype
+           either way;
         5. ``loss = mse + vb``.
 
         As in the official DiT code, ``create_diffusion`` uses the plain MSE loss type

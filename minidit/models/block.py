@@ -69,9 +69,9 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Use ``self.adaLN_modulation(c)`` split into 6 chunks along dim 1 (order above),
-        ``modulate``, ``self.norm1/norm2``, ``self.attn``, ``self.mlp``; gates are ``(N, D)`` and
-        multiply every token of their sample.
+        The two equations of the class docstring, with the submodules built in ``__init__``. The
+        six vectors come from ``self.adaLN_modulation(c)``, ``(N, 6D)``, in the order listed
+        above; each is ``(N, D)``, one per sample, and acts on every token of its sample.
         """
         # BEGIN SOLUTION ch04 difficulty=2 minutes=25
         # (N, D) -> (N, 6D) -> six (N, D) vectors, in the official order
@@ -103,9 +103,8 @@ class AdaLNBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Split ``self.adaLN_modulation(c)`` into 4 chunks along dim 1 (order above), then two
-        residual sub-blocks WITHOUT gates: ``x + attn(modulate(norm1(x), ...))``, then
-        ``x + mlp(modulate(norm2(x), ...))``.
+        The adaLN-Zero block's two residual sub-blocks (``DiTBlock``) WITHOUT gates, with the four
+        vectors of ``self.adaLN_modulation(c)`` in the order listed above.
         """
         # BEGIN SOLUTION ch11 difficulty=1 minutes=15
         # (N, D) -> four (N, D) vectors
