@@ -81,7 +81,11 @@ def try_exercise(chapter: str | int, name: str, run, impl: str = "exercises", la
         if not str(e).startswith("EXERCISE"):
             _show_error(label, e, path)
             return False
-        print(f"{label}: not done yet (write it in {_short(path)})")
+        needed = re.match(r"EXERCISE ch\d+\.([\w.]+)", str(e))
+        if needed and needed.group(1) != name and not needed.group(1).startswith(name + "."):  # another of yours
+            print(f"{label}: waits for {needed.group(1)}, which is not done yet (write it in {_short(path)})")
+        else:
+            print(f"{label}: not done yet (write it in {_short(path)})")
         return None
     except Exception as e:  # a bug in the student's file: show it, never stop the notebook
         _show_error(label, e, path)
@@ -131,6 +135,46 @@ def _show_error(label: str, error: BaseException, path: Path) -> None:
     hint = diagnose(error)
     if hint:
         print(f"  hint: {hint}")
+
+
+
+def difference(got, expected, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
+    """None when ``got`` equals ``expected`` (numbers within tolerance), else what differs, briefly."""
+    if isinstance(expected, dict):
+        if not isinstance(got, dict) or set(got) != set(expected):
+            return f"expected a dict with keys {sorted(expected)}, got {_kind(got)}"
+        return next((f"[{k!r}] {d}" for k in expected if (d := difference(got[k], expected[k], atol, rtol))), None)
+    if isinstance(expected, (list, tuple)) and not _is_numeric(expected):
+        if not isinstance(got, (list, tuple)) or len(got) != len(expected):
+            return f"expected a sequence of length {len(expected)}, got {_kind(got)}"
+        return next((f"item {i}: {d}" for i, (g, e) in enumerate(zip(got, expected))
+                     if (d := difference(g, e, atol, rtol))), None)
+    if _is_numeric(expected):
+        got, expected = (v.detach().cpu() if torch.is_tensor(v) else v for v in (got, expected))  # no autograd
+        try:
+            g, e = torch.as_tensor(np.asarray(got, dtype=np.float64)), torch.as_tensor(np.asarray(expected, np.float64))
+        except (TypeError, ValueError):
+            return f"expected numbers, got {_kind(got)}"
+        if g.shape != e.shape:
+            return f"expected shape {tuple(e.shape)}, got shape {tuple(g.shape)}"
+        if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=True):
+            err = (g - e).abs().nan_to_num(float("inf"))
+            where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape)) if err.ndim else ()
+            return f"largest difference {err.max().item():.3g} at index {where}"
+        return None
+    return None if got == expected else f"expected {expected!r}, got {got!r}"
+
+
+def _is_numeric(x) -> bool:
+    if torch.is_tensor(x) or isinstance(x, np.ndarray):
+        return True
+    if isinstance(x, (bool, int, float, np.number)):
+        return True
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, (int, float, np.number)) for v in x)
+
+
+def _kind(x) -> str:
+    return f"{type(x).__name__} of shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
 
 
 # The usual errors in exercise code, and what each usually means (first match wins).
