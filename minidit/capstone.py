@@ -40,7 +40,7 @@ from minidit.training.checkpoint import list_checkpoints
 # CI sizes: enough steps to run every piece, nothing more
 SMOKE_TRAIN = ["--max-steps", "30", "--global-batch-size", "32", "--warmup-steps", "5", "--decay-steps", "30",
                "--ema-decay", "0.9", "--log-every", "10", "--ckpt-every", "30", "--grid-columns", "0",
-               "--num-sampling-steps", "10"]
+               "--num-sampling-steps", "10", "--threads", "1"]
 SMOKE_SAMPLES = 20
 REFERENCE_ACCURACY = 0.99  # minidit's own code on the default job (benchmarks/default_quality.py)
 
@@ -71,11 +71,12 @@ def train_my_dit(impl: str = "exercises", smoke_mode: bool | None = None, result
     spec = _within(impl, 6)
     args = ["--results-dir", str(results_dir)] + (SMOKE_TRAIN if smoke_mode else []) + list(extra_args or [])
     switch = use_impl(spec, on_stub="reference")
-    start, cpu = time.time(), time.process_time()
+    start, cpu, threads = time.time(), time.process_time(), torch.get_num_threads()
     try:
         run_dir = train_main(args)
     finally:
         restore_impl(switch.previous)
+        torch.set_num_threads(threads)  # --threads is for the run, not for the caller afterwards
     print(f"capstone: trained in {time.time() - start:.0f} s ({time.process_time() - cpu:.0f} s of CPU time) "
           f"on {spec}; the run folder is {run_dir}")
     return run_dir
