@@ -11,7 +11,6 @@ from grading import assert_close, close, one_thread, randomize_
 from torch import nn
 
 from minidit.diffusion import create_diffusion
-from minidit.diffusion.losses import simple_loss
 from minidit.models import get_model
 from minidit.training.distributed import split_global_batch as reference_split
 from minidit.training.ema import create_ema, ema_pairs
