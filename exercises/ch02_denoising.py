@@ -1,8 +1,14 @@
 """Chapter 2 (Learning to denoise): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: predict_x0_from_eps, posterior_mean_variance, mean_flat, simple_loss.
-The notebook notebooks/02_denoising.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    predict_x0_from_eps                easy, ~10 min
+    mean_flat                          easy, ~5 min
+    simple_loss                        easy, ~5 min
+    posterior_mean_variance            medium, ~20 min
+
+The notebook notebooks/02_denoising.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch2 --impl=exercises
 
@@ -27,25 +33,6 @@ def predict_x0_from_eps(x_t: torch.Tensor, alpha_bar_t: torch.Tensor, eps: torch
         'EXERCISE ch02.predict_x0_from_eps is not done yet: write it in exercises/ch02_denoising.py (chapter 2, Learning to denoise; notebooks/02_denoising.ipynb explains it), then run pytest -m ch2 --impl=exercises')
 
 
-def posterior_mean_variance(x_0: torch.Tensor, x_t: torch.Tensor, beta_t: torch.Tensor,
-                            alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance of the forward-process posterior ``q(x_{t-1} | x_t, x_0)``.
-
-    Given both ends, the step back is Gaussian (DDPM eq. 6-7), with ``alpha_t = 1 - beta_t``::
-
-        mean     = beta_t sqrt(alpha_bar_prev) / (1 - alpha_bar_t) * x_0
-                 + (1 - alpha_bar_prev) sqrt(alpha_t) / (1 - alpha_bar_t) * x_t
-        variance = beta_t (1 - alpha_bar_prev) / (1 - alpha_bar_t)          ("beta tilde")
-
-    ``alpha_bar_prev`` is ``alpha_bar_{t-1}`` (1.0 at the first step, where the variance is 0).
-    The schedule arguments broadcast against ``x_0``/``x_t`` (e.g. shape (N, 1, 1, 1)).
-    Returns ``(mean, variance)``: mean shaped like x_t, variance shaped like the schedule args.
-    """
-    raise NotImplementedError(
-        'EXERCISE ch02.posterior_mean_variance is not done yet: write it in exercises/ch02_denoising.py (chapter 2, Learning to denoise; notebooks/02_denoising.ipynb explains it), then run pytest -m ch2 --impl=exercises')
-
-
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
     """Mean over every dimension except the first (batch) one: (N, ...) -> (N,).
 
@@ -65,3 +52,22 @@ def simple_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """
     raise NotImplementedError(
         'EXERCISE ch02.simple_loss is not done yet: write it in exercises/ch02_denoising.py (chapter 2, Learning to denoise; notebooks/02_denoising.ipynb explains it), then run pytest -m ch2 --impl=exercises')
+
+
+def posterior_mean_variance(x_0: torch.Tensor, x_t: torch.Tensor, beta_t: torch.Tensor,
+                            alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of the forward-process posterior ``q(x_{t-1} | x_t, x_0)``.
+
+    Given both ends, the step back is Gaussian (DDPM eq. 6-7), with ``alpha_t = 1 - beta_t``::
+
+        mean     = beta_t sqrt(alpha_bar_prev) / (1 - alpha_bar_t) * x_0
+                 + (1 - alpha_bar_prev) sqrt(alpha_t) / (1 - alpha_bar_t) * x_t
+        variance = beta_t (1 - alpha_bar_prev) / (1 - alpha_bar_t)          ("beta tilde")
+
+    ``alpha_bar_prev`` is ``alpha_bar_{t-1}`` (1.0 at the first step, where the variance is 0).
+    The schedule arguments broadcast against ``x_0``/``x_t`` (e.g. shape (N, 1, 1, 1)).
+    Returns ``(mean, variance)``: mean shaped like x_t, variance shaped like the schedule args.
+    """
+    raise NotImplementedError(
+        'EXERCISE ch02.posterior_mean_variance is not done yet: write it in exercises/ch02_denoising.py (chapter 2, Learning to denoise; notebooks/02_denoising.ipynb explains it), then run pytest -m ch2 --impl=exercises')

@@ -1,8 +1,13 @@
 """Chapter 9 (Latent diffusion): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: reparameterize, kl_to_standard_normal, estimate_scale_factor.
-The notebook notebooks/09_latent_diffusion.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    reparameterize                     easy, ~10 min
+    kl_to_standard_normal              easy, ~15 min
+    estimate_scale_factor              easy, ~10 min
+
+The notebook notebooks/09_latent_diffusion.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch9 --impl=exercises
 

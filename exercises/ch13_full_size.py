@@ -1,8 +1,13 @@
 """Chapter 13 (Full size): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: latent_size, gpu_hours, mfu.
-The notebook notebooks/13_full_size.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    latent_size                        easy, ~5 min
+    gpu_hours                          easy, ~10 min
+    mfu                                easy, ~10 min
+
+The notebook notebooks/13_full_size.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch13 --impl=exercises
 

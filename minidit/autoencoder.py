@@ -46,7 +46,7 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor
     the caller (so the result is a pure function of its inputs, and gradients flow to ``mean`` and
     ``logvar``). All three tensors have the same shape, e.g. ``(N, 4, 8, 8)``; returns that shape.
     """
-    # BEGIN SOLUTION ch09
+    # BEGIN SOLUTION ch09 difficulty=1 minutes=10
     # std = exp(logvar / 2)
     std = torch.exp(0.5 * logvar)
     # z = mean + std * eps
@@ -60,7 +60,7 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
     For one dimension the closed form is ``0.5 * (mean^2 + exp(logvar) - 1 - logvar)``; sum it
     over every dimension except the first (the batch). Input shapes ``(N, ...)``; returns ``(N,)``.
     """
-    # BEGIN SOLUTION ch09
+    # BEGIN SOLUTION ch09 difficulty=1 minutes=15
     # KL = 1/2 * sum(mean^2 + sigma^2 - 1 - log sigma^2)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
     return kl.flatten(1).sum(dim=1)
@@ -80,7 +80,7 @@ def estimate_scale_factor(latents: torch.Tensor) -> torch.Tensor:
 
     ``latents``: any shape, e.g. ``(N, 4, 8, 8)``. Returns a 0-dim tensor.
     """
-    # BEGIN SOLUTION ch09
+    # BEGIN SOLUTION ch09 difficulty=1 minutes=10
     # s = 1 / std(z) over every element
     return 1.0 / latents.flatten().std()
     # END SOLUTION

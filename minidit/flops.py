@@ -51,7 +51,7 @@ def num_patches(input_size: int, patch_size: int) -> int:
 
     Raise ``ValueError`` if ``input_size`` is not divisible by ``patch_size``.
     """
-    # BEGIN SOLUTION ch05
+    # BEGIN SOLUTION ch05 difficulty=1 minutes=5
     if input_size % patch_size != 0:
         raise ValueError(f"input_size={input_size} is not divisible by patch_size={patch_size}")
     # T = (I / p)^2
@@ -67,7 +67,7 @@ def block_gflops(hidden_size: int, num_tokens: int, mlp_ratio: float = 4.0) -> f
     (``T*T*D``), the output projection ``T*D*D``, the MLP ``T*D*H + T*H*D``, and the adaLN
     modulation ``D*6D`` (once per image, not per token). Return the sum divided by 1e9.
     """
-    # BEGIN SOLUTION ch05
+    # BEGIN SOLUTION ch05 difficulty=2 minutes=20
     D, T, H = hidden_size, num_tokens, int(hidden_size * mlp_ratio)
     qkv = T * D * 3 * D
     attention = 2 * T * T * D      # Q K^T and A V
@@ -155,7 +155,7 @@ def training_compute_gflops(gflops_per_image: float, batch_size: int, steps: int
     (gradients with respect to both the activations and the weights), hence the factor 3.
     Returns a float in Gflops (multiply-accumulates, the paper's convention).
     """
-    # BEGIN SOLUTION ch12
+    # BEGIN SOLUTION ch12 difficulty=1 minutes=10
     # C_train = 3 * G * B * S  (forward + backward ~ 3 forward passes per image)
     return 3.0 * gflops_per_image * batch_size * steps
     # END SOLUTION
@@ -168,7 +168,7 @@ def sampling_compute_gflops(gflops_per_image: float, num_steps: int, cfg: bool =
     a doubled batch (conditional + unconditional half), so each step costs two forward passes.
     Returns ``gflops_per_image * num_steps * (2 if cfg else 1)`` as a float.
     """
-    # BEGIN SOLUTION ch12
+    # BEGIN SOLUTION ch12 difficulty=1 minutes=10
     passes = 2 if cfg else 1
     return float(gflops_per_image) * num_steps * passes
     # END SOLUTION
@@ -188,7 +188,7 @@ def mfu(images_per_second: float, gflops_per_image: float, peak_tflops: float, p
     Returns a float (0.4 means 40%). ``peak_tflops`` is the dense peak of the precision used
     (989 for an H100 SXM in bf16). Raise ``ValueError`` if ``peak_tflops`` is not positive.
     """
-    # BEGIN SOLUTION ch13
+    # BEGIN SOLUTION ch13 difficulty=1 minutes=10
     if peak_tflops <= 0:
         raise ValueError(f"peak_tflops must be positive, got {peak_tflops}")
     # FLOP/s achieved = images/s * passes (3: fwd + bwd) * 2 (FLOPs per MAC) * Gflops * 1e9

@@ -35,12 +35,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from minidit.files import atomic_write
-from minidit.errors import add_debug_flag, run_cli
 from minidit.diffusion import create_diffusion
 from minidit.env import check_device
+from minidit.errors import RunError, add_debug_flag, run_cli
+from minidit.files import atomic_write
 from minidit.generation import (balanced_labels, check_cfg_scale, generate, grid_columns_for, grid_labels, grid_rows,
                                 model_from_checkpoint, model_input_shape)
+from minidit.impl import explain, restore_impl, use_impl
 from minidit.metrics.npz import save_samples_npz, to_uint8
 from minidit.training.checkpoint import load_checkpoint
 from minidit.training.distributed import cleanup_distributed, init_distributed, rank_seed
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which output channels guidance acts on: official = the first 3, as the official "
                         "forward_with_cfg; all = every eps channel (default: official for 4-channel latents, "
                         "all otherwise; see DiT.forward_with_cfg)")
+    p.add_argument("--impl", default=None, help="run on your own exercise code: exercises, exercises:ch01-ch07, "
+                   "solutions or a folder (see exercises/README.md); default: minidit's own")
     add_debug_flag(p)
     return p
 
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     set_tf32(args.tf32)
     info = init_distributed(args.device)
     device = info.device
+    switch = use_impl(args.impl) if args.impl else None  # --impl: the student's code runs (minidit/impl.py)
     try:
         model, run_args, vae = load_for_sampling(args.ckpt, use_ema=not args.no_ema, device=device,
                                                  model_name=args.model, image_size=args.image_size,
@@ -205,8 +209,12 @@ def main(argv: list[str] | None = None) -> Path | None:
                 save_samples_npz(out, to_uint8(images), labels.numpy())
             print(f"wrote {len(labels)} samples (cfg {cfg_scale}, {args.num_sampling_steps} {args.sampler} steps) to {out}")
         return out if info.is_main else None
+    except NotImplementedError as e:  # an unfinished exercise ran (--impl): one line that names it
+        raise RunError(explain(e) or str(e)) from e
     finally:
         cleanup_distributed()
+        if switch is not None:
+            restore_impl(switch.previous)
 
 
 def _gather(local: torch.Tensor, mine: torch.Tensor, n: int, out: Path, info) -> torch.Tensor | None:

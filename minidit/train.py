@@ -36,6 +36,7 @@ import torch  # noqa: E402  (after the OpenMP setting)
 from minidit.env import configure_torch  # noqa: E402
 from minidit.errors import ReportedElsewhere, RunError, Stopped, describe, run_cli  # noqa: E402
 from minidit.flops import mfu  # noqa: E402
+from minidit.impl import explain, restore_impl, use_impl  # noqa: E402
 from minidit.training.config import TrainConfig, parse_args, resolve  # noqa: E402
 from minidit.training.distributed import (DistInfo, check_in, cleanup_distributed, init_distributed,  # noqa: E402
                                           min_over_ranks, peer_problem, on_every_rank, on_rank_zero,
@@ -68,11 +69,14 @@ def main(argv: list[str] | None = None) -> Path | None:
                              f"for; leave out --model to resume it, or start a new run without --resume")
         config = resolve(parsed=typed, checkpoint_args=resume.args if resume else None)
         info = init_distributed(config.device, config.dist_timeout)
+    switch = use_impl(typed.impl) if typed.impl else None  # --impl: the student's code runs (minidit/impl.py)
     ok = False
     try:
         run_dir = train(config, info, resume)
         ok = True
         return run_dir
+    except NotImplementedError as e:  # an unfinished exercise ran (--impl): one line that names it
+        raise RunError(explain(e) or str(e)) from e
     except RuntimeError as e:
         problem = peer_problem(e, config.dist_timeout) if info.enabled and not isinstance(e, RunError) else None
         if problem:  # a collective lost its peer (that process says why) or waited too long for it
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         raise
     finally:
         cleanup_distributed(ok)  # a failed process does not wait for the others
+        if switch is not None:
+            restore_impl(switch.previous)
 
 
 def train(config: TrainConfig, info: DistInfo, resume: Resume | None = None) -> Path | None:

@@ -1,6 +1,7 @@
 """The package's import graph: one direction, no circles, minidit's own imports at the top of files.
 
-Layers, top to bottom: the command lines (``minidit.train``, ``sample``, ``extract``, ``evaluate``),
+Layers, top to bottom: the command lines (``minidit.train``, ``sample``, ``extract``, ``evaluate``)
+and the capstone that drives them (``minidit.capstone``),
 then ``minidit.training`` and ``minidit.experiments``, then the core (models, diffusion, data,
 metrics, flops, generation, ...). A module may import from its own layer or below, never above;
 the graph of minidit modules has no cycle; and a minidit import inside a function is allowed only
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # module-name prefix -> layer (higher may import lower); anything else is the core, layer 0
-LAYERS = {"minidit.train": 2, "minidit.sample": 2, "minidit.extract": 2, "minidit.evaluate": 2,
+LAYERS = {"minidit.train": 2, "minidit.sample": 2, "minidit.extract": 2, "minidit.evaluate": 2, "minidit.capstone": 2,
           "minidit.training": 1, "minidit.experiments": 1}
 LOCAL_IMPORT_MARK = "optional dependency"
 

@@ -1,6 +1,7 @@
 """minidit.notebook: the one-line setup, and try_exercise on a student's file (fresh each call, never raising)."""
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -38,9 +39,40 @@ def test_setup_prints_one_line_and_makes_exercises_importable(capsys, monkeypatc
     assert str(ROOT) in sys.path  # `import exercises` works from a notebook in notebooks/
 
 
-def test_untouched_stub_is_not_done_yet(capsys):
-    assert notebook.try_exercise("ch03", "patchify", run_patchify) is None
+def stubs(tmp_path: Path, chapter: int) -> Path:
+    """A folder holding the generated, untouched exercise file of ``chapter`` (whatever exercises/ holds)."""
+    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    files, _ = gen.expected_files(root=tmp_path)
+    folder = tmp_path / "stubs"
+    folder.mkdir()
+    name = f"{chapter_stem(chapter)}.py"
+    (folder / name).write_text(files[tmp_path / "exercises" / name])
+    return folder
+
+
+def test_untouched_stub_is_not_done_yet(tmp_path, capsys):
+    assert notebook.try_exercise("ch03", "patchify", run_patchify, impl=str(stubs(tmp_path, 3))) is None
     assert "patchify: not done yet" in capsys.readouterr().out
+
+
+def test_methods_by_dotted_name_and_a_stub_one_calls(tmp_path, capsys):
+    """``"DiT.forward"`` hands over the function; a finished exercise that calls an unfinished one waits."""
+    from minidit.models.dit import DiT
+    model = DiT(input_size=4, patch_size=2, in_channels=1, hidden_size=8, depth=1, num_heads=2, num_classes=3)
+    x, t, y = torch.randn(2, 1, 4, 4), torch.tensor([1, 2]), torch.tensor([0, 1])
+    run = lambda forward: forward(model, x, t, y)  # noqa: E731
+    assert notebook.try_exercise("ch05", "DiT.forward", run, impl=str(ROOT / "solutions")) is True
+    folder = stubs(tmp_path, 4)
+    path = folder / f"{chapter_stem(4)}.py"
+    solution = (ROOT / "solutions" / path.name).read_text()
+    start = solution.index("class DiTBlock(")
+    path.write_text(path.read_text() + "\n\n" + solution[start:solution.index("\n\n\n", start)])
+    capsys.readouterr()
+    block = lambda Block: Block(8, 2)(torch.randn(2, 3, 8), torch.randn(2, 8))  # noqa: E731
+    assert notebook.try_exercise("ch04", "DiTBlock", block, impl=str(folder)) is None
+    assert "DiTBlock: waits for modulate, which is not done yet" in capsys.readouterr().out
 
 
 def test_a_right_answer_matches_and_a_wrong_one_says_where(student, capsys):

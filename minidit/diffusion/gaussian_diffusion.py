@@ -282,42 +282,46 @@ class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods, LikelihoodMe
                         noise: torch.Tensor | None = None) -> dict:
         """The DiT training loss for a batch: ``{"loss", "mse", "vb"}``, each of shape (N,).
 
-        * ``mse`` = L_simple, the MSE between the model's eps (or x_0) and the true one.
-        * ``vb`` = the variational-bound term L_t in bits per dimension, computed with the
-          predicted mean DETACHED, so it trains only the variance channels (Improved DDPM's
-          hybrid loss). At t = 0 it is the discretized-Gaussian decoder NLL, else
-          ``KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))``. With a fixed variance it is zeros
-          (the official code leaves the key out).
-        * ``loss = mse + vb``. As in the official DiT code, ``create_diffusion`` uses the plain MSE
-          loss type (``rescale_learned_sigmas=False``): vb is NOT multiplied by
-          ``num_timesteps / 1000``, even when training on a respaced chain.
+        For the data ``x_start`` = x_0 ``(N, C, ...)`` at the timesteps ``t`` ``(N,)``:
+
+        1. ``noise`` = eps ~ N(0, I) (drawn with ``torch.randn_like`` unless given) and
+           ``x_t = self.q_sample(x_start, t, noise)``;
+        2. the model's output for ``x_t``, through ``self._run_model(model, x_t, t, model_kwargs)``
+           (it passes the model the original timesteps after respacing and checks the shape):
+           ``(N, 2C, ...)`` with a learned variance (``model_var_type == "learned_range"``), whose
+           first C channels are the prediction and the last C the variance values ``v``; else
+           ``(N, C, ...)``, the prediction alone;
+        3. ``mse`` = L_simple = ``simple_loss(prediction, target)``, the target being ``noise``
+           (``model_mean_type == "epsilon"``, DiT) or ``x_start``;
+        4. ``vb`` = the variational-bound term L_t in bits per dimension,
+           ``self._vb_terms_bpd(output, x_start, x_t, t)["output"]`` (chapter 8 opens it). The
+           output it sees has the prediction DETACHED from the graph (v is not), so the bound
+           trains only the variance (Improved DDPM's hybrid loss); with
+           ``loss_type == "rescaled_mse"`` it is multiplied by ``num_timesteps / 1000``. With a
+           fixed variance ``vb`` is zeros (the official code leaves the key out); in mse's dtype
+           either way;
+        5. ``loss = mse + vb``.
+
+        As in the official DiT code, ``create_diffusion`` uses the plain MSE loss type
+        (``rescale_learned_sigmas=False``): vb is NOT multiplied by ``num_timesteps / 1000``, even
+        when training on a respaced chain.
 
         With ``loss_type`` ``"kl"`` / ``"rescaled_kl"`` (``create_diffusion(use_kl=True)``) the
-        loss is the bound alone, as in the official KL branch: ``loss = L_t`` (times
-        ``num_timesteps`` when rescaled, an estimate of the whole bound), with gradients into the
-        mean AND the variance. ``vb`` is then L_t itself (not rescaled) and ``mse`` is reported
-        detached, for logging only (the official code returns only ``loss`` here).
+        loss is the bound alone, as in the official KL branch (``_bound_losses``).
         """
         self._check_t(t, x_start)
+        if self.loss_type in ("kl", "rescaled_kl"):
+            return self._bound_losses(model, x_start, t, model_kwargs, noise)
+        # BEGIN SOLUTION ch06 difficulty=3 minutes=45
         if noise is None:
             noise = torch.randn_like(x_start)
+        # x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
         x_t = self.q_sample(x_start, t, noise=noise)
         model_output = self._run_model(model, x_t, t, model_kwargs)
         target = noise if self.model_mean_type == "epsilon" else x_start
-        learned = self.model_var_type == "learned_range"
-        # (N, 2C, ...) -> (N, C, ...) twice, or (N, C, ...) and no v
-        eps_or_x0, v = model_output.chunk(2, dim=1) if learned else (model_output, None)
-
-        if self.loss_type in ("kl", "rescaled_kl"):
-            # L_t with gradients into the whole output: the bound trains mean and variance
-            vb = self._vb_terms_bpd(model_output, x_start, x_t, t)["output"]
-            mse = simple_loss(eps_or_x0.detach(), target)
-            vb = vb.to(mse.dtype)
-            # official RESCALED_KL: loss = T * L_t, one term standing for all T of them
-            scale = self.num_timesteps if self.loss_type == "rescaled_kl" else 1
-            return {"loss": vb * scale, "mse": mse, "vb": vb}
-
-        if learned:
+        if self.model_var_type == "learned_range":
+            # (N, 2C, ...) -> the prediction (N, C, ...) and v (N, C, ...)
+            eps_or_x0, v = model_output.chunk(2, dim=1)
             # the bound only trains the variance: the mean part goes in detached
             frozen = torch.cat([eps_or_x0.detach(), v], dim=1)
             vb = self._vb_terms_bpd(frozen, x_start, x_t, t)["output"]
@@ -325,12 +329,39 @@ class GaussianDiffusion(SamplingMethods, ClassifierGuidanceMethods, LikelihoodMe
                 # official RESCALED_MSE: vb *= T / 1000 (off in DiT)
                 vb = vb * (self.num_timesteps / 1000.0)
         else:
+            eps_or_x0 = model_output
             vb = torch.zeros(x_start.shape[0], device=x_start.device)
         # L_simple = mean_flat((target - prediction)^2)
         mse = simple_loss(eps_or_x0, target)
         vb = vb.to(mse.dtype)
         # L_hybrid = L_simple + L_vlb
         return {"loss": mse + vb, "mse": mse, "vb": vb}
+        # END SOLUTION
+
+    def _bound_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs=None,
+                      noise: torch.Tensor | None = None) -> dict:
+        """``training_losses`` for the ``"kl"`` / ``"rescaled_kl"`` loss types: the bound alone.
+
+        As in the official KL branch: ``loss = L_t`` (times ``num_timesteps`` when rescaled, an
+        estimate of the whole bound), with gradients into the mean AND the variance. ``vb`` is then
+        L_t itself (not rescaled) and ``mse`` is reported detached, for logging only (the official
+        code returns only ``loss`` here).
+        """
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise=noise)
+        model_output = self._run_model(model, x_t, t, model_kwargs)
+        target = noise if self.model_mean_type == "epsilon" else x_start
+        learned = self.model_var_type == "learned_range"
+        # (N, 2C, ...) -> (N, C, ...) twice, or (N, C, ...) and no v
+        eps_or_x0 = model_output.chunk(2, dim=1)[0] if learned else model_output
+        # L_t with gradients into the whole output: the bound trains mean and variance
+        vb = self._vb_terms_bpd(model_output, x_start, x_t, t)["output"]
+        mse = simple_loss(eps_or_x0.detach(), target)
+        vb = vb.to(mse.dtype)
+        # official RESCALED_KL: loss = T * L_t, one term standing for all T of them
+        scale = self.num_timesteps if self.loss_type == "rescaled_kl" else 1
+        return {"loss": vb * scale, "mse": mse, "vb": vb}
 
     def _vb_terms_bpd(self, model_output, x_start, x_t, t, clip_denoised: bool = False) -> dict:
         """L_t of the variational bound in bits per dimension: ``{"output": (N,), "pred_xstart"}``.

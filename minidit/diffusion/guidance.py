@@ -33,7 +33,7 @@ def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float) 
     scale = 1 returns ``eps_cond``; scale = 0 returns ``eps_uncond``; scale > 1 extrapolates
     beyond the conditional prediction (stronger class adherence, less diversity).
     """
-    # BEGIN SOLUTION ch07
+    # BEGIN SOLUTION ch07 difficulty=1 minutes=5
     # eps_guided = eps_uncond + s (eps_cond - eps_uncond)
     return eps_uncond + scale * (eps_cond - eps_uncond)
     # END SOLUTION

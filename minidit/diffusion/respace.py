@@ -54,7 +54,7 @@ def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
     (The official function returns a set; a sorted list is easier to read and is what the
     respaced chain needs.)
     """
-    # BEGIN SOLUTION ch07
+    # BEGIN SOLUTION ch07 difficulty=3 minutes=45
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
             try:

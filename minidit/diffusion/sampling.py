@@ -46,7 +46,7 @@ def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
     ``eta = 0`` makes the step deterministic (then ``noise`` may be None). Schedule values
     broadcast against ``x_t`` (e.g. shape (N, 1, 1, 1)).
     """
-    # BEGIN SOLUTION ch07
+    # BEGIN SOLUTION ch07 difficulty=2 minutes=20
     # x_0 = sqrt(1 / alpha_bar_t) x_t - sqrt(1 / alpha_bar_t - 1) eps
     x_0 = predict_x0_from_eps(x_t, alpha_bar_t, eps)
     # sigma = eta sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_prev)
@@ -79,11 +79,19 @@ class SamplingMethods:
                  denoised_fn=None, cond_fn=None, model_kwargs=None) -> dict:
         """One ancestral step: ``{"sample": x_{t-1}, "pred_xstart": x_0 estimate}``.
 
-        x_{t-1} = mean_theta(x_t, t) + sigma_t * z,  z ~ N(0, I), and no noise where t == 0
+            x_{t-1} = mean_theta(x_t, t) + sigma_t * z,  z ~ N(0, I), and no noise where t == 0
+
+        ``self.p_mean_variance(model, x, t, clip_denoised=..., denoised_fn=..., model_kwargs=...)``
+        gives the model's Gaussian for the step: a dict with ``"mean"``, ``"log_variance"`` (log
+        sigma_t^2, per element) and ``"pred_xstart"``, each shaped like ``x`` ``(N, C, ...)``.
+        ``t`` ``(N,)`` holds one step per sample: a sample at ``t == 0`` gets its mean, no noise.
+        Draw ``z`` with ``torch.randn_like(x)`` right after ``p_mean_variance`` (the official order,
+        so samples match for a seed); with a ``cond_fn`` (classifier guidance) the mean is then
+        replaced by ``self.condition_mean(cond_fn, out, x, t, model_kwargs=model_kwargs)``.
 
         ``clip_denoised=False`` by default, NOT the official True (see the module docstring).
-        With ``cond_fn`` the mean is shifted by ``condition_mean`` (classifier guidance).
         """
+        # BEGIN SOLUTION ch07 difficulty=2 minutes=25
         out = self.p_mean_variance(model, x, t, clip_denoised=clip_denoised,
                                    denoised_fn=denoised_fn, model_kwargs=model_kwargs)
         noise = torch.randn_like(x)
@@ -95,19 +103,31 @@ class SamplingMethods:
         # x_{t-1} = mean + sigma_t z,  sigma_t = exp(log sigma_t^2 / 2)
         sample = out["mean"] + nonzero * torch.exp(0.5 * out["log_variance"]) * noise
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+        # END SOLUTION
 
     def p_sample_loop(self, model, shape, noise=None, clip_denoised: bool = False, denoised_fn=None,
                       cond_fn=None, model_kwargs=None, device=None, progress: bool = False):
-        """Run the whole DDPM chain from noise; returns the final sample of ``shape``.
+        """Run the whole DDPM chain from noise; returns the final sample ``x_0`` of ``shape``.
 
-        ``noise`` (optional) is the starting ``x_{T-1}``. ``progress`` shows a tqdm bar.
+        Start from ``x_{T-1}``: ``self._initial_x(shape, noise, device, model)`` returns the given
+        ``noise``, or a fresh draw from N(0, I) on ``device`` (None: the model's device). Then one
+        ``self.p_sample`` per step, for t = T-1, T-2, ..., 0 (``T = self.num_timesteps``; the
+        steps, with a progress bar when ``progress``, come from ``self._timesteps_down(progress)``),
+        each with a batch of timesteps ``(N,)`` (int64, on x's device), the other arguments passed
+        on, and no gradients recorded. Each step's ``"sample"`` is the next step's ``x``.
+
         ``clip_denoised=False`` by default, NOT the official True (see the module docstring).
         """
-        final = None
-        for final in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn,
-                                                    cond_fn, model_kwargs, device, progress):
-            pass
-        return final["sample"]
+        # BEGIN SOLUTION ch07 difficulty=2 minutes=15
+        x = self._initial_x(shape, noise, device, model)  # x_{T-1} ~ N(0, I)
+        for i in self._timesteps_down(progress):  # T-1, ..., 0
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)  # (N,)
+            with torch.no_grad():
+                out = self.p_sample(model, x, t, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                    cond_fn=cond_fn, model_kwargs=model_kwargs)
+            x = out["sample"]
+        return x
+        # END SOLUTION
 
     def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised: bool = False,
                                   denoised_fn=None, cond_fn=None, model_kwargs=None, device=None,
@@ -227,19 +247,24 @@ class SamplingMethods:
             x = out["sample"]
 
     # ------------------------------------------------------------------ shared loop
-    def _loop(self, step, model, shape, noise, progress, device, **step_kwargs):
+    def _initial_x(self, shape, noise, device, model) -> torch.Tensor:
+        """Where a chain starts: ``noise`` (checked against ``shape``) or x_{T-1} ~ N(0, I)."""
         shape = tuple(shape)
         if noise is not None:
             if tuple(noise.shape) != shape:
                 raise ValueError(f"noise has shape {tuple(noise.shape)} but shape={shape}")
-            x = noise
-        else:
-            x = torch.randn(*shape, device=device if device is not None else _model_device(model))
-        steps = range(self.num_timesteps - 1, -1, -1)  # T-1, ..., 0
-        if progress:
-            steps = tqdm(steps, desc="sampling", total=self.num_timesteps)
-        for i in steps:
-            t = torch.full((shape[0],), i, device=x.device, dtype=torch.long)
+            return noise
+        return torch.randn(*shape, device=device if device is not None else _model_device(model))
+
+    def _timesteps_down(self, progress: bool = False):
+        """The step indices T-1, ..., 0 of a sampling chain (with a tqdm bar when ``progress``)."""
+        steps = range(self.num_timesteps - 1, -1, -1)
+        return tqdm(steps, desc="sampling", total=self.num_timesteps) if progress else steps
+
+    def _loop(self, step, model, shape, noise, progress, device, **step_kwargs):
+        x = self._initial_x(shape, noise, device, model)
+        for i in self._timesteps_down(progress):
+            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
             with torch.no_grad():
                 out = step(model, x, t, **step_kwargs)
             yield out

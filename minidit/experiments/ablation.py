@@ -41,7 +41,7 @@ def area_under_fid_curve(steps, fids) -> float:
     (Figure 5's claim is "at all stages of training"). Raise ``ValueError`` if the lengths differ,
     n < 2, or ``steps`` is not strictly increasing.
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=15
     s = np.asarray(steps, dtype=np.float64)
     f = np.asarray(fids, dtype=np.float64)
     if s.shape != f.shape or s.ndim != 1 or s.size < 2:
@@ -61,7 +61,7 @@ def final_fid_ranking(curves: dict[str, list[float]]) -> list[str]:
     training order. Ties are broken by the name (alphabetically) so the ranking is deterministic.
     Raise ``ValueError`` if a curve is empty.
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     for name, fids in curves.items():
         if len(fids) == 0:
             raise ValueError(f"the FID curve of {name!r} is empty")
@@ -77,7 +77,7 @@ def gflops_overhead(gflops: dict[str, float], baseline: str = "adaLN-Zero") -> d
     attention adds ~15% Gflops to DiT-XL/2, in-context and adaLN are within a fraction of a percent.
     Raise ``ValueError`` if the baseline is missing or its Gflops are not positive.
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     if baseline not in gflops or gflops[baseline] <= 0:
         raise ValueError(f"baseline {baseline!r} missing or non-positive in {sorted(gflops)}")
     base = gflops[baseline]

@@ -40,7 +40,7 @@ def latent_size(image_size: int, downsample_factor: int = 8) -> int:
     the nearest valid sizes (the multiples of the factor just below and above), so the user can
     resize. Non-positive sizes or factors are also a ``ValueError``.
     """
-    # BEGIN SOLUTION ch13
+    # BEGIN SOLUTION ch13 difficulty=1 minutes=5
     if image_size <= 0 or downsample_factor <= 0:
         raise ValueError(f"image_size ({image_size}) and downsample_factor ({downsample_factor}) "
                          f"must be positive")
@@ -66,7 +66,7 @@ def gpu_hours(num_images_seen: float, images_per_second_per_gpu: float, num_gpus
     GPU-hours (what a cluster bills) do not depend on ``num_gpus``; the wall clock does. Raise
     ``ValueError`` if the throughput or ``num_gpus`` is not positive.
     """
-    # BEGIN SOLUTION ch13
+    # BEGIN SOLUTION ch13 difficulty=1 minutes=10
     if images_per_second_per_gpu <= 0 or num_gpus < 1:
         raise ValueError(f"need images_per_second_per_gpu > 0 and num_gpus >= 1, got "
                          f"{images_per_second_per_gpu} and {num_gpus}")

@@ -54,7 +54,7 @@ def pearson_correlation(x, y) -> float:
     Raise ``ValueError`` if the lengths differ, n < 2, or either sequence is constant (r is then
     undefined: 0 / 0). Compute in float64.
     """
-    # BEGIN SOLUTION ch12
+    # BEGIN SOLUTION ch12 difficulty=1 minutes=10
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.shape != y.shape or x.size < 2:

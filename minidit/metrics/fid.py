@@ -56,7 +56,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """
     check_gaussian(mu1, sigma1, "first")
     check_gaussian(mu2, sigma2, "second")
-    # BEGIN SOLUTION ch10
+    # BEGIN SOLUTION ch10 difficulty=2 minutes=30
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     sigma1, sigma2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
     if mu1.ndim != 1 or mu1.shape != mu2.shape:

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from minidit.diffusion.guidance import cfg_combine
+
 from .block import BLOCKS
 from .final_layer import FinalLayer, PlainFinalLayer
 from .label_embed import LabelEmbedder
@@ -38,7 +40,7 @@ def append_condition_tokens(x: torch.Tensor, t_emb: torch.Tensor, y_emb: torch.T
     first, then the class token, both AFTER the image tokens, so ``out[:, :T]`` are the image
     tokens again -- which is how ``DiT.forward`` drops them after the last block).
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     # (N, D) -> (N, 1, D) each;  (N, T, D) -> (N, T + 2, D)
     return torch.cat([x, t_emb.unsqueeze(1), y_emb.unsqueeze(1)], dim=1)
     # END SOLUTION
@@ -181,7 +183,7 @@ class DiT(nn.Module):
         return t
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Predict the noise (and variance) for noisy inputs ``x = x_t``.
+        """Predict the noise (and variance) for noisy inputs ``x = x_t`` (the paper's Figure 3).
 
         Args:
             x: ``(N, C, I, I)`` noisy latents ``x_t``; t: ``(N,)`` timesteps; y: ``(N,)`` class ids
@@ -189,36 +191,64 @@ class DiT(nn.Module):
         Returns:
             ``(N, out_channels, I, I)``: channels ``[:C]`` are ``eps``, ``[C:]`` the variance
             interpolation values when ``learn_sigma``.
+
+        The steps, with the submodules built in ``__init__``:
+
+        1. tokens: ``self.x_embedder`` turns ``x`` into ``(N, T, D)`` tokens, and the fixed
+           positional embedding ``self.pos_embed`` ``(1, T, D)`` is added to every sample;
+        2. the condition: ``c = t_emb + y_emb``, ``(N, D)``, from ``self.t_embedder(t)`` and
+           ``self.y_embedder(y)`` (which drops labels to the null class while training);
+        3. ``self.blocks`` in order, each ``(N, T, D), c -> (N, T, D)`` (with ``grad_checkpointing``
+           the reference recomputes them in the backward pass to save memory: optional here);
+        4. ``self.final_layer(tokens, c)``: ``(N, T, p*p*out_channels)``;
+        5. back on the grid with ``unpatchify`` (``self.patch_size``, ``self.out_channels``).
         """
         t = self._check_inputs(x, t, y)
+        if self.conditioning in ("cross-attention", "in-context"):
+            return self._forward_condition_tokens(x, t, y)  # chapter 11's other two designs
+        # BEGIN SOLUTION ch05 difficulty=2 minutes=30
         # (N, C, I, I) -> (N, T, D), plus the fixed position of each patch. The conv's output seen
         # as tokens is a transposed view (D-major in memory); one copy here makes the residual
         # stream token-major, else every LayerNorm and Linear of every block would copy it again.
         x = self.x_embedder(x).contiguous() + self.pos_embed
-        num_tokens = x.shape[1]
         t_emb = self.t_embedder(t)  # (N, D)
         y_emb = self.y_embedder(y)  # (N, D); labels dropped to the null class while training
         # c = t_emb + y_emb
         c = t_emb + y_emb
-        if self.conditioning == "cross-attention":
-            cond = torch.stack([t_emb, y_emb], dim=1)  # (N, 2, D): the sequence cross-attn reads
-        elif self.conditioning == "in-context":
-            # (N, T, D) -> (N, T + 2, D): the condition as two extra tokens
-            x = append_condition_tokens(x, t_emb, y_emb)
-            cond = None
-        else:
-            cond = c
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, cond, use_reentrant=False)
-            else:
-                x = block(x, cond)
-        if self.conditioning == "in-context":
-            x = x[:, :num_tokens]  # (N, T + 2, D) -> (N, T, D): drop the condition tokens
+            # (N, T, D) -> (N, T, D)
+            x = checkpoint(block, x, c, use_reentrant=False) if self._checkpointing() else block(x, c)
         # (N, T, D) -> (N, T, p*p*out_channels)
         x = self.final_layer(x, c)
         # (N, T, p*p*out_channels) -> (N, out_channels, I, I)
         return unpatchify(x, self.patch_size, self.out_channels)
+        # END SOLUTION
+
+    def _checkpointing(self) -> bool:
+        """Recompute block activations in the backward pass? Only while gradients are recorded."""
+        return self.grad_checkpointing and torch.is_grad_enabled()
+
+    def _forward_condition_tokens(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``forward`` for the cross-attention and in-context designs: the condition as tokens.
+
+        Cross-attention blocks read the 2-token sequence ``[t_emb, y_emb]``; in-context, the two
+        embeddings are appended to the image tokens and dropped again after the last block. The
+        final layer is the plain one (it ignores ``c``).
+        """
+        x = self.x_embedder(x).contiguous() + self.pos_embed  # (N, C, I, I) -> (N, T, D)
+        num_tokens = x.shape[1]
+        t_emb, y_emb = self.t_embedder(t), self.y_embedder(y)  # (N, D) each
+        if self.conditioning == "cross-attention":
+            cond = torch.stack([t_emb, y_emb], dim=1)  # (N, 2, D): the sequence cross-attn reads
+        else:
+            # (N, T, D) -> (N, T + 2, D): the condition as two extra tokens
+            x = append_condition_tokens(x, t_emb, y_emb)
+            cond = None
+        for block in self.blocks:
+            x = checkpoint(block, x, cond, use_reentrant=False) if self._checkpointing() else block(x, cond)
+        x = x[:, :num_tokens]  # in-context: (N, T + 2, D) -> (N, T, D), the condition tokens dropped
+        # (N, T, D) -> (N, T, p*p*out_channels) -> (N, out_channels, I, I)
+        return unpatchify(self.final_layer(x, None), self.patch_size, self.out_channels)
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
                          guide_all_channels: bool | None = None,
@@ -270,6 +300,6 @@ class DiT(nn.Module):
         eps, rest = model_out[:, :guided], model_out[:, guided:]
         cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
         # eps = eps_uncond + s * (eps_cond - eps_uncond)
-        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+        half_eps = cfg_combine(cond_eps, uncond_eps, cfg_scale)
         eps = torch.cat([half_eps, half_eps], dim=0)
         return torch.cat([eps, rest], dim=1)

@@ -77,6 +77,7 @@ class TrainConfig:
     debug_nan_at_step: int | None = None
     threads: int | None = None
     dist_timeout: float | None = None
+    impl: str | None = None  # --impl: whose code runs (minidit/impl.py); None: minidit's own
 
     def __post_init__(self):
         """The checks that need no data: unknown names, impossible numbers (the data's come in setup.py)."""
@@ -133,7 +134,7 @@ DEFAULTS: dict = {f.name: f.default for f in fields(TrainConfig)}
 
 # Keys that describe *how this process runs*, not the recipe: never taken from a checkpoint.
 RUNTIME_KEYS = {"resume", "device", "num_workers", "peak_tflops", "debug_nan_at_step", "compile", "threads",
-                "dist_timeout"}
+                "dist_timeout", "impl"}
 
 # Where each default comes from, for --help: the official train.py's own flags ...
 OFFICIAL_FLAGS = {"data_path", "results_dir", "model", "image_size", "num_classes", "epochs", "global_batch_size",
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dist-timeout", type=float, help="seconds a process waits for the others at a collective "
                    "before giving up [default: 1800, torch's default for gloo]")
     g.add_argument("--peak-tflops", type=float, help="the accelerator's peak TFLOP/s for MFU [default: looked up by name]")
+    g.add_argument("--impl", type=str, help="run on your own exercise code: exercises, exercises:ch01-ch06, "
+                   "solutions or a folder (see exercises/README.md) [default: minidit's own]")
     g.add_argument("--debug-nan-at-step", type=int, help=S)  # tests: poison the loss at this step
     add_debug_flag(g)
     for action in p._actions:

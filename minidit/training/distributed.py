@@ -65,7 +65,7 @@ def split_global_batch(global_batch: int, world_size: int) -> int:
     ``world_size``. Returns ``global_batch // world_size`` (the official code asserts the
     same). With 8 GPUs and the paper's global batch of 256, each GPU trains on 32 images.
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=1 minutes=10
     if global_batch < 1 or world_size < 1:
         raise ValueError(f"global batch ({global_batch}) and world size ({world_size}) must be positive")
     if global_batch % world_size != 0:

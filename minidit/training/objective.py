@@ -18,12 +18,13 @@ def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Gener
     """Draw one diffusion timestep per example, uniformly: ``t_i ~ Uniform{0, 1, ..., T-1}``.
 
     Returns an int64 tensor of shape ``(batch_size,)`` on ``device`` with values in
-    ``[0, num_timesteps)``. Uniform sampling is what the paper and the official code use
-    (``torch.randint(0, T, (N,))``); with ``generator`` given, draw from it (so a run can be
-    reproduced), otherwise from the global RNG. Draw with ``torch.randint`` directly on
-    ``device`` (no CPU tensor copied to the GPU each step).
+    ``[0, num_timesteps)``; raise ``ValueError`` if ``num_timesteps < 1``. Uniform integers, as
+    the paper and the official code draw them: with ``generator`` given, from that generator
+    (so a run can be reproduced), otherwise from the global RNG -- the same random numbers as
+    the official code for the same seed. Create them directly on ``device`` (no CPU tensor
+    copied to the GPU each step).
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=1 minutes=5
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
     return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device,

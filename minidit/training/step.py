@@ -18,15 +18,21 @@ def train_step(model: nn.Module, diffusion, optimizer: torch.optim.Optimizer, em
                precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Train on the batch ``(x_0, y)`` once; returns its mean ``loss`` (and ``mse``, ``vb``).
 
-    As the official train.py: the loss ``L_simple + L_vlb`` at random timesteps
-    (``diffusion_loss``), ``zero_grad -> backward -> step`` with the optimizer (its learning rate
-    is set by the caller), then the EMA update ``theta_ema <- decay * theta_ema + (1 - decay) *
-    theta`` over the matching tensor lists ``ema_params`` and ``params`` (from ``ema_pairs``).
-    The returned tensors stay on the device: reading one (``.item()``) would wait for the GPU.
+    As the official train.py, in this order: the batch's losses ``L_simple + L_vlb`` at random
+    timesteps (``diffusion_loss``, which draws the timesteps and the noise and runs the model
+    under ``precision``); the optimizer's old gradients cleared (``set_to_none``, as official),
+    the mean ``loss`` backpropagated, one optimizer step (its learning rate is set by the
+    caller); then the EMA update ``theta_ema <- decay * theta_ema + (1 - decay) * theta`` over
+    the matching tensor lists ``ema_params`` and ``params`` (from ``ema_pairs``) with
+    ``update_ema``. Returns ``diffusion_loss``'s dict; its tensors stay on the device: reading
+    one (``.item()``) would wait for the GPU.
     """
+    # BEGIN SOLUTION ch06 difficulty=2 minutes=20
     losses = diffusion_loss(diffusion, model, x_0, y, precision=precision)
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     optimizer.step()
+    # theta_ema <- decay * theta_ema + (1 - decay) * theta
     update_ema(ema_params, params, ema_decay)
     return losses
+    # END SOLUTION
