@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: the machine report, synced timing, medians, tables.
+"""What the benchmark scripts share: the machine report, synced timing, medians, tables.
 
 Not a test and not part of minidit: the scripts in this folder print numbers side by side in one
 run. On a shared machine, absolute numbers drift with the load; the scripts therefore interleave
@@ -19,6 +19,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from minidit.env import configure_torch, pick_device  # noqa: E402  (after ROOT is importable)
+from minidit.models import get_model  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -41,21 +44,11 @@ def machine_line(device: torch.device, clock: str = "wall") -> str:
             f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) | {clock} clock")
 
 
-def pick(device_arg: str | None) -> torch.device:
-    from minidit.env import pick_device
-
-    return pick_device(device_arg)
-
-
 def setup(args) -> torch.device:
-    """The benchmarks' common start: ``--threads``, the device, and on CUDA the TF32 matmuls and
-    convolutions the trainer allows too (so fp32 figures are the trainer's fp32)."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    """The benchmarks' common start: the device, and torch set up as the trainer sets it up
+    (``--threads``; on CUDA the TF32 matmuls and convolutions, so fp32 figures are the trainer's)."""
+    device = pick_device(args.device)
+    configure_torch(device, args.threads)
     return device
 
 
@@ -111,40 +104,6 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast (fp32 master weights) or nothing, on CPU as on GPU."""
-    import contextlib
-
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"unknown precision {precision!r}: use fp32 or bf16")
-    return contextlib.nullcontext()
-
-
-def peak_tflops(device: torch.device, precision: str, override: float | None) -> float | None:
-    """Dense peak TFLOP/s of the GPU by name (H100 SXM 989 bf16, A100 312, ...); None on CPU."""
-    from minidit.training.logger import peak_tflops as lookup
-
-    return lookup(device, precision, override)
-
-
-def mfu(images_per_s: float, gflops: float, passes: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation: ``images/s * passes * 2 * Gflops`` over the peak.
-
-    ``gflops`` is ``count_gflops`` (forward multiply-accumulates per image, the paper's unit;
-    1 MAC = 2 FLOPs); ``passes`` is 1 for forward only and 3 for forward + backward.
-    """
-    if not peak:
-        return None
-    return images_per_s * passes * 2 * gflops * 1e9 / (peak * 1e12)
-
-
-def peak_memory_reset(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 def rss_mib() -> float:
     """Current resident set size of this process in MiB (Linux /proc; no psutil needed)."""
     try:
@@ -181,8 +140,8 @@ def emit(text: str, out: str | None) -> None:
 
 
 def has_diffusers() -> bool:
-    """Whether ``diffusers`` imports (the GPU image has no diffusers unless its wheel was carried:
-    see gpu_check.sh). Without it the scripts time minidit alone and say so."""
+    """Whether ``diffusers`` imports (a GPU machine without internet may lack it unless its wheel
+    was carried along: see gpu_check.sh). Without it the scripts time minidit alone and say so."""
     try:
         import diffusers  # noqa: F401
     except ImportError:
@@ -201,9 +160,7 @@ def build_model(name: str, device: torch.device, **kwargs):
     """``get_model`` with the parameters created and initialised on ``device`` directly.
 
     DiT-XL/2 has 675M parameters: initialising them on the CPU and copying them over costs seconds
-    per variant, which a GPU session with a fixed time budget cannot spare.
+    per variant, which a GPU run with a fixed time budget (gpu_check.sh) cannot spare.
     """
-    from minidit.models import get_model
-
     with torch.device(device):
         return get_model(name, **kwargs)

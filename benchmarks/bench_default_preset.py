@@ -2,13 +2,13 @@
 the share of the loop's time spent OUTSIDE the model.
 
 It runs the real trainer (``minidit.train.main``), unmodified, with timers slipped in around the
-pieces it calls: the "model step" is from the start of ``diffusion_loss`` (forward) to the end
-of ``AdamW.step`` (so it includes ``zero_grad`` and ``backward``); the EMA update is timed on its
-own; everything else in a step's cycle -- fetching the next batch from the DataLoader, moving it
+pieces its training step (``minidit.training.step.train_step``) calls: the "model step" is from
+the start of ``diffusion_loss`` (forward) to the end of ``AdamW.step`` (so it includes
+``zero_grad`` and ``backward``); the EMA update is timed on its own; everything else in a step's cycle -- fetching the next batch from the DataLoader, moving it
 to the device, the learning-rate schedule, the loss bookkeeping, logging, checkpoints -- is the
 rest. A cycle is the time between the starts of two consecutive model steps, so the sum over
 cycles is the loop's time; the first cycle (warm-up) is left out. The final sample grid written
-after the loop is not part of the loop and is not counted. Target (issue 9): outside < 10%.
+after the loop is not part of the loop and is not counted. Target: outside < 10%.
 
 On a GPU the timers synchronise the device (otherwise asynchronous kernels would be billed to
 whoever waits next); on CPU nothing needs synchronising.
@@ -27,6 +27,10 @@ import time
 import torch
 
 from _common import emit, machine_line, table
+
+import minidit.train as trainer
+from minidit.env import pick_device
+from minidit.training import state, step
 
 
 class Timers:
@@ -52,10 +56,8 @@ class Timers:
 
 
 def run(train_argv: list[str], device_type: str) -> tuple[Timers, dict]:
-    import minidit.train as trainer
-
     timers = Timers(device_type)
-    loss_fn, ema_fn, make_opt = trainer.diffusion_loss, trainer.update_ema, trainer.create_optimizer
+    loss_fn, ema_fn, make_opt = step.diffusion_loss, step.update_ema, state.create_optimizer
 
     def timed_loss(*a, **k):
         timers.step_start()
@@ -72,32 +74,28 @@ def run(train_argv: list[str], device_type: str) -> tuple[Timers, dict]:
         opt.register_step_post_hook(lambda *_: timers.step_end())
         return opt
 
-    trainer.diffusion_loss, trainer.update_ema, trainer.create_optimizer = timed_loss, timed_ema, timed_optimizer
+    step.diffusion_loss, step.update_ema, state.create_optimizer = timed_loss, timed_ema, timed_optimizer
     try:
         run_dir = trainer.main(train_argv)
         run_args = json.loads((run_dir / "args.json").read_text())
     finally:
-        trainer.diffusion_loss, trainer.update_ema, trainer.create_optimizer = loss_fn, ema_fn, make_opt
+        step.diffusion_loss, step.update_ema, state.create_optimizer = loss_fn, ema_fn, make_opt
     return timers, run_args
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-steps", type=int, default=500,
-                   help="optimizer steps (the preset runs 2000; 500 keeps its log/checkpoint cadence)")
+                   help="optimizer steps (the preset runs 4,500; 500 keeps its log/checkpoint cadence)")
     p.add_argument("--preset", default="digits")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads for the run (on a CPU shared with other jobs, 1 is far faster)")
+                   help="the trainer's --threads (on a CPU shared with other jobs, 1 is far faster)")
     p.add_argument("--out", default=None)
     p.add_argument("train_args", nargs="*", help="after --: more flags for minidit.train")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from minidit.env import pick_device
-
     with tempfile.TemporaryDirectory() as tmp:
         train_argv = ["--preset", args.preset, "--max-steps", str(args.max_steps), "--results-dir", tmp,
-                      *args.train_args]
+                      *(["--threads", str(args.threads)] if args.threads else []), *args.train_args]
         device = pick_device(next((a.split("=", 1)[1] for a in train_argv if a.startswith("--device=")), None))
         timers, run_args = run(train_argv, device.type)
     # cycles between consecutive model-step starts, the first (warm-up) one dropped

@@ -14,7 +14,7 @@ bf16 = autocast with fp32 weights (as the trainer does), on CPU too.
 First it prints the hardware's own answer for each precision: the GFLOP/s of one plain matrix product
 shaped like the first model's QKV projection (all tokens of the batch x hidden size, times hidden size x
 3 hidden size). Whether bf16 can speed a DiT up on a machine is decided there, not in the model code: on
-this project's CPU (AVX-512 with avx512_bf16, no AMX) oneDNN's bf16 product is slower than MKL's fp32 one.
+a 2-core Xeon with AVX-512 and avx512_bf16 but no AMX oneDNN's bf16 product is slower than MKL's fp32 one.
 
     python benchmarks/bench_model.py                                    # CPU default: DiT-S/2, batch 8
     python benchmarks/bench_model.py --models DiT-XL/2 DiT-B/4 --batch-size 64 --precision bf16 --reps 20
@@ -25,8 +25,13 @@ import argparse
 
 import torch
 
-from _common import (autocast, build_model, emit, interleaved, machine_line, median, mfu,
-                     minidit_only_without_diffusers, paired_ratio, peak_tflops, setup, table)
+from _common import (build_model, emit, interleaved, machine_line, median, minidit_only_without_diffusers,
+                     paired_ratio, setup, table)
+
+from minidit.convert import to_diffusers
+from minidit.env import autocast_context
+from minidit.flops import count_gflops, mfu, peak_tflops
+from minidit.models.configs import FAMILIES
 
 
 def build_pair(name: str, args, device: torch.device):
@@ -34,8 +39,6 @@ def build_pair(name: str, args, device: torch.device):
 
     Without diffusers (``--no-diffusers``, or not installed) the twin is None and diff is NaN.
     """
-    from minidit.flops import count_gflops
-
     torch.manual_seed(0)
     model = build_model(name, device, input_size=args.input_size, in_channels=args.in_channels,
                         num_classes=args.num_classes)
@@ -49,8 +52,6 @@ def build_pair(name: str, args, device: torch.device):
     dm, diff = None, float("nan")
     model.eval()
     if not args.no_diffusers:
-        from minidit.convert import to_diffusers
-
         dm = to_diffusers(model).to(device).eval()
         with torch.no_grad():
             diff = (model(x, t, y) - dm(x, timestep=t, class_labels=y).sample).abs().max().item()
@@ -59,8 +60,6 @@ def build_pair(name: str, args, device: torch.device):
 
 def matmul_ceiling(name: str, args, device: torch.device, clock: str) -> str:
     """GFLOP/s of one plain matmul per precision, shaped like ``name``'s QKV projection."""
-    from minidit.models.configs import FAMILIES
-
     hidden = FAMILIES[name.split("-")[1].split("/")[0]][1]
     patch = int(name.split("/")[1])
     tokens = args.batch_size * (args.input_size // patch) ** 2
@@ -87,11 +86,11 @@ def step_fns(model, dm, inputs, mode: str, precision: str, device: torch.device)
     def make(run, module):
         if mode == "fwd":
             def f():
-                with torch.inference_mode(), autocast(device, precision):
+                with torch.inference_mode(), autocast_context(device, precision):
                     run()
         else:
             def f():
-                with autocast(device, precision):
+                with autocast_context(device, precision):
                     out = run()
                 out.float().square().mean().backward()
                 module.zero_grad(set_to_none=True)
@@ -143,7 +142,7 @@ def main(argv=None):
                 ips = {k: args.batch_size / median(v) for k, v in times.items()}
                 ratio = paired_ratio(times["minidit"], times["diffusers"]) if "diffusers" in times else None
                 passes = 3 if mode == "fwdbwd" else 1
-                util = mfu(ips["minidit"], gflops, passes, peak)
+                util = None if peak is None else mfu(ips["minidit"], gflops, peak, passes=passes)
                 rows.append([name, precision, "fwd+bwd" if mode == "fwdbwd" else "fwd",
                              ips["minidit"], ips.get("diffusers"), ratio,
                              None if util is None else f"{100 * util:.1f}%"])

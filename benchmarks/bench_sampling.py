@@ -16,8 +16,12 @@ import argparse
 import torch
 from torch import nn
 
-from _common import (autocast, build_model, emit, interleaved, machine_line, median, minidit_only_without_diffusers,
+from _common import (build_model, emit, interleaved, machine_line, median, minidit_only_without_diffusers,
                      paired_ratio, setup, table)
+
+from minidit.convert import to_diffusers
+from minidit.diffusion import create_diffusion, guided_forward, sample_with_guidance
+from minidit.env import autocast_context
 
 
 class DiffusersAsDiT(nn.Module):
@@ -31,8 +35,6 @@ class DiffusersAsDiT(nn.Module):
         return self.dm(x, timestep=t, class_labels=y).sample
 
     def forward_with_cfg(self, x, t, y, cfg_scale):
-        from minidit.diffusion import guided_forward
-
         # the official (and minidit's default) channel choice, so both models do the same work
         return guided_forward(self, x, t, y, cfg_scale, guide_channels=3 if self.in_channels == 4 else None)
 
@@ -57,8 +59,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     device = setup(args)
     minidit_only_without_diffusers(args)
-    from minidit.diffusion import create_diffusion, sample_with_guidance
-
     torch.manual_seed(0)
     model = build_model(args.model, device, input_size=args.input_size, in_channels=args.in_channels,
                         num_classes=args.num_classes)
@@ -68,8 +68,6 @@ def main(argv=None):
                 prm.normal_(0, 0.02)
     models = {"minidit": model.eval()}  # built on the device already
     if not args.no_diffusers:
-        from minidit.convert import to_diffusers
-
         models["diffusers"] = DiffusersAsDiT(to_diffusers(model).to(device).eval(), args.num_classes,
                                              args.in_channels)
     shape = (args.num_samples, args.in_channels, args.input_size, args.input_size)
@@ -86,7 +84,7 @@ def main(argv=None):
 
             def make(net, diff):
                 def run():
-                    with autocast(device, precision):
+                    with autocast_context(device, precision):
                         sample_with_guidance(diff, net, labels, args.cfg_scale, shape, sampler=kind, noise=noise)
                 return run
 

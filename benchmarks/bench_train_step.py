@@ -1,7 +1,8 @@
 """One full training step -- diffusion loss, backward, AdamW, EMA -- with and without each speed-up.
 
-The step is the trainer's (minidit/train.py): ``diffusion_loss`` (t ~ U{0..999}, L_simple + L_vlb,
-bf16 autocast when asked), ``zero_grad -> backward -> AdamW step -> EMA update``. Variants:
+The step makes the trainer's calls (``minidit.training.step.train_step``): ``diffusion_loss`` (t ~
+U{0..999}, L_simple + L_vlb, bf16 autocast when asked), ``zero_grad -> backward -> AdamW step -> EMA
+update``, with the optimizer and the EMA implementation swappable. Variants:
 
     baseline        fp32, eager, AdamW(foreach), EMA with torch._foreach ops (the trainer on CPU)
     naive-optim     AdamW as a per-tensor for-loop and a per-tensor EMA loop (the official code's way)
@@ -15,7 +16,7 @@ bf16 autocast when asked), ``zero_grad -> backward -> AdamW step -> EMA update``
     official        the official train.py's per-step work: fp32, eager, AdamW(foreach), a per-tensor
                     EMA loop, and the Stable Diffusion VAE encoding the 8x larger images EVERY step
                     (an AutoencoderKL of SD's shape with random weights: the same cost, no download;
-                    needs diffusers and --in-channels 4). The anchor the issue compares against.
+                    needs diffusers and --in-channels 4). The anchor to compare the fast path with.
 
 Printed per variant: images/s (median), the median time ratio to the baseline (same repetition,
 so the same load), peak memory, and on a GPU the MFU from ``count_gflops``. Memory: on CUDA
@@ -37,8 +38,14 @@ from pathlib import Path
 
 import torch
 
-from _common import (build_model, emit, has_diffusers, interleaved, machine_line, median, mfu, paired_ratio, peak_tflops,
-                     rss_mib, setup, sync, table, timed)
+from _common import (build_model, emit, has_diffusers, interleaved, machine_line, median, paired_ratio, rss_mib, setup,
+                     sync, table, timed)
+
+from minidit.diffusion import create_diffusion
+from minidit.flops import count_gflops, mfu, peak_tflops
+from minidit.models import get_model
+from minidit.training.ema import create_ema, ema_pairs, update_ema
+from minidit.training.objective import diffusion_loss
 
 VARIANTS = {
     # name: (precision, compile, grad checkpointing, optimizer implementation, EMA implementation)
@@ -59,7 +66,7 @@ ENCODES_IMAGES = {"official"}  # variants that run the VAE encoder on images eve
 def sd_shaped_vae(device: torch.device):
     """An ``AutoencoderKL`` with Stable Diffusion's layout (sd-vae-ft-ema's config: 4 levels of
     128/256/512/512 channels, 2 ResNet blocks each, 4 latent channels), randomly initialised."""
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # optional dependency: only the "official" variant needs it
 
     with torch.device(device):
         vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
@@ -77,10 +84,6 @@ def loop_ema(ema_params, params, decay):
 
 def build_step(name: str, args, device: torch.device):
     """Model, optimizer, EMA and inputs of one variant; returns a function doing one training step."""
-    from minidit.diffusion import create_diffusion
-    from minidit.training.ema import create_ema, ema_pairs, update_ema
-    from minidit.training.objective import diffusion_loss
-
     precision, compiled, ckpt, optim, ema_kind = VARIANTS[name]
     torch.manual_seed(0)
     model = build_model(args.model, device, input_size=args.input_size, in_channels=args.in_channels,
@@ -194,9 +197,6 @@ def main(argv=None):
         print(f"diffusers is not installed: leaving out {sorted(ENCODES_IMAGES)} (they need its AutoencoderKL)")
         args.variants = [v for v in args.variants if v not in ENCODES_IMAGES]
     interleave = args.interleave if args.interleave is not None else device.type != "cuda"
-    from minidit.flops import count_gflops
-    from minidit.models import get_model
-
     with torch.device("meta"):
         gflops = count_gflops(get_model(args.model, input_size=args.input_size, in_channels=args.in_channels,
                                         num_classes=args.num_classes))
@@ -227,7 +227,8 @@ def main(argv=None):
         precision, compiled, ckpt, optim, ema_kind = VARIANTS[name]
         ips = args.batch_size / median(times[name])
         ratio = paired_ratio(times[name], times[base]) if interleave else median(times[name]) / median(times[base])
-        util = mfu(ips, gflops, 3, peak_tflops(device, precision, args.peak_tflops))
+        peak = peak_tflops(device, precision, args.peak_tflops)
+        util = None if peak is None else mfu(ips, gflops, peak)
         mem = "peak" if device.type == "cuda" else "RSS +"
         rows.append([name, precision, "yes" if compiled else "no", "yes" if ckpt else "no", optim, ema_kind,
                      ips, ratio, f"{mem} {memory[name]:,.0f} MiB", f"{first[name]:.1f}",

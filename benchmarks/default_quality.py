@@ -14,7 +14,7 @@ class) with the EMA weights at guidance 1.5, and prints:
   class, divided by the same for the real digits of that class, averaged over classes
   (1.0 = as varied as the data; a collapsed model tends to 0).
 
-Targets (issue 6): wall <= 180 s on 2 CPU cores, accuracy >= 0.97, diversity ratio >= 0.7.
+Targets: wall <= 180 s on 2 CPU cores, accuracy >= 0.97, diversity ratio >= 0.7.
 
     python benchmarks/default_quality.py                   # the default job
     python benchmarks/default_quality.py --ckpt PATH       # only evaluate an existing checkpoint
@@ -38,6 +38,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from minidit.data import get_dataset  # noqa: E402  (after ROOT is importable)
+from minidit.diffusion import create_diffusion  # noqa: E402
+from minidit.generation import balanced_labels, generate, model_input_shape  # noqa: E402
+from minidit.metrics import get_feature_extractor  # noqa: E402
+from minidit.sample import load_for_sampling  # noqa: E402
+
 
 def run_default_job(extra: list[str], results_dir: Path) -> tuple[float, float, Path]:
     cmd = [sys.executable, "-m", "minidit.train", "--results-dir", str(results_dir), *extra]
@@ -54,9 +60,7 @@ def run_default_job(extra: list[str], results_dir: Path) -> tuple[float, float, 
 
 def sklearn_judge():
     """An RBF SVM on raw pixels (x in [-1, 1], as minidit's digits), trained on the train split."""
-    from sklearn.svm import SVC
-
-    from minidit.data import get_dataset
+    from sklearn.svm import SVC  # scikit-learn: only this independent judge needs it
 
     tr, te = get_dataset("digits", train=True), get_dataset("digits", train=False)
     clf = SVC(C=10.0, gamma="scale").fit(tr.images.flatten(1).numpy(), tr.labels.numpy())
@@ -64,23 +68,10 @@ def sklearn_judge():
     return clf, test_acc
 
 
-def project_classifier_predict(images: torch.Tensor) -> np.ndarray | None:
-    try:
-        from minidit.metrics import get_feature_extractor
-
-        probs = get_feature_extractor("digits").probs(images)
-        return np.asarray(torch.as_tensor(probs).argmax(1))
-    except ImportError:
-        pass
-    try:
-        from minidit.metrics.classifier import load_offline_classifier
-
-        model, _ = load_offline_classifier("digits", verbose=False)
-        with torch.no_grad():
-            return model.eval()(images)["logits"].argmax(1).numpy()
-    except Exception as e:  # pragma: no cover - the classifier is another issue's
-        print(f"(project classifier unavailable: {e})")
-        return None
+def project_classifier_predict(images: torch.Tensor) -> np.ndarray:
+    """minidit's own offline digits classifier's predicted classes."""
+    probs = get_feature_extractor("digits").probs(images)
+    return np.asarray(torch.as_tensor(probs).argmax(1))
 
 
 def within_class_diversity(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> np.ndarray:
@@ -95,10 +86,6 @@ def within_class_diversity(x: torch.Tensor, y: torch.Tensor, num_classes: int) -
 
 
 def evaluate(ckpt: Path, num_samples: int, cfg_scale: float, steps: int | None, sampler: str, seed: int) -> dict:
-    from minidit.data import get_dataset
-    from minidit.diffusion import create_diffusion
-    from minidit.sample import balanced_labels, generate, load_for_sampling, model_input_shape
-
     model, args, vae = load_for_sampling(ckpt)
     steps = steps or args["num_sampling_steps"]
     diffusion = create_diffusion(str(steps), learn_sigma=args.get("learn_sigma", True))
@@ -111,8 +98,7 @@ def evaluate(ckpt: Path, num_samples: int, cfg_scale: float, steps: int | None, 
     clf, judge_test_acc = sklearn_judge()
     pred = clf.predict(images.flatten(1).numpy())
     acc = float((pred == labels.numpy()).mean())
-    own = project_classifier_predict(images)
-    own_acc = float((own == labels.numpy()).mean()) if own is not None else None
+    own_acc = float((project_classifier_predict(images) == labels.numpy()).mean())
     real = get_dataset("digits", split="all")
     div_s = within_class_diversity(images, labels, args["num_classes"])
     div_r = within_class_diversity(real.images, real.labels, args["num_classes"])

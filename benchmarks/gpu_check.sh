@@ -11,10 +11,10 @@
 #   bash benchmarks/gpu_check.sh                  # on the GPU machine, from anywhere
 #   bash benchmarks/gpu_check.sh --cpu-dry-run    # the same steps, tiny sizes, on CPU (checks the script)
 #
-# The GPU machines of this workplace have a python3 with a CUDA torch (2.11 when last seen, not the
-# pinned 2.13: the code runs on both) but no diffusers and no internet. Nothing is installed from the
-# network: if .whl/ holds wheels (from --fetch-wheels, carried along: the device tool's
-# carry=[".whl"]), they are installed into a temporary folder put on PYTHONPATH; without them the
+# What the GPU machine needs: a python3 with a CUDA build of torch (2.11 or the pinned 2.13: the code
+# runs on both) and the rest of requirements.txt; no internet. Nothing is installed from the network:
+# if .whl/ holds wheels (from --fetch-wheels on a machine with internet, copied along with the
+# repository), they are installed into a temporary folder put on PYTHONPATH; without them the
 # comparisons with diffusers are skipped and say so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,11 +31,11 @@ PY=${PYTHON:-python3}
 if [ -z "${PYTHON:-}" ] && [ $MODE != gpu ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
 
 if [ $MODE = fetch ]; then
-  # the diffusers version the tests use, as a pure-python wheel, and its one dependency missing on
-  # the GPU image (importlib_metadata); the GPU image's python is 3.12
+  # the diffusers version the tests use, as a pure-python wheel, and importlib_metadata (which a
+  # minimal GPU environment may lack), for the GPU machine's Python (WHEEL_PYTHON, default 3.12)
   VER=$("$PY" -c "import diffusers; print(diffusers.__version__)" 2>/dev/null || echo "")
   mkdir -p .whl
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "${WHEEL_PYTHON:-3.12}" -d .whl \
     "diffusers${VER:+==$VER}" importlib_metadata || exit 1
   ls -l .whl
   exit 0
@@ -117,7 +117,7 @@ else
   HEADLINE_NAME="headline: DiT-XL/2 bf16 + compile + fused AdamW, batch 128"
 fi
 
-# most informative first: correctness, then the training step the issue's goal is about
+# most informative first: correctness, then the training step (the headline figure)
 step "GPU checks (diffusers, bf16, compile, grad ckpt, no syncs)" 150 60 \
   "$PY" benchmarks/gpu_checks.py "${DEV[@]}" "${CHECKS[@]}"
 step "training step benchmark" 210 120 "$PY" benchmarks/bench_train_step.py "${DEV[@]}" "${STEP_BENCH[@]}" --out "$TABLE"

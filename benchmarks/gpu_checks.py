@@ -18,7 +18,14 @@ import sys
 
 import torch
 
-from _common import build_model, has_diffusers, pick
+from _common import build_model, has_diffusers
+
+from minidit.convert import to_diffusers
+from minidit.diffusion import create_diffusion
+from minidit.env import pick_device
+from minidit.training.ema import create_ema, ema_pairs, update_ema
+from minidit.training.objective import diffusion_loss
+from minidit.training.optim import create_optimizer
 
 
 def main(argv=None) -> int:
@@ -31,15 +38,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--no-compile", action="store_true")
     args = p.parse_args(argv)
-    device = pick(args.device)
-    if device.type == "cuda":
+    device = pick_device(args.device)
+    if device.type == "cuda":  # exact fp32 for the comparisons (the trainer allows TF32)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    from minidit.diffusion import create_diffusion
-    from minidit.training.ema import create_ema, ema_pairs, update_ema
-    from minidit.training.objective import diffusion_loss
-    from minidit.training.optim import create_optimizer
-
     results = []
 
     def check(name, ok, detail):
@@ -61,8 +63,6 @@ def main(argv=None) -> int:
     with torch.no_grad():
         ref = model(x, t, y)
     if has_diffusers():
-        from minidit.convert import to_diffusers
-
         with torch.no_grad():
             dm = to_diffusers(model).to(device).eval()
             diff = (dm(x, timestep=t, class_labels=y).sample - ref).abs().max().item()

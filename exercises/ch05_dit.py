@@ -1,8 +1,14 @@
 """Chapter 5 (The Diffusion Transformer): exercises.
 
-Fill in every `raise NotImplementedError(...)` below: num_patches, block_gflops, FinalLayer.
-The notebook notebooks/05_dit.ipynb explains each one; the
-docstrings give the equations and shapes. Grade yourself with
+Fill in every `raise NotImplementedError(...)` below:
+
+    num_patches                        easy, ~5 min
+    FinalLayer.forward                 easy, ~10 min
+    block_gflops                       medium, ~20 min
+    DiT.forward                        medium, ~30 min
+
+The notebook notebooks/05_dit.ipynb explains each one and offers hints; the
+docstrings give the specification. Grade yourself with
 
     pytest -m ch5 --impl=exercises
 
@@ -12,8 +18,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from minidit.models.attention import Attention, CrossAttention
+from torch.utils.checkpoint import checkpoint
+from minidit.models import dit
 from minidit.models.block import modulate
+from minidit.models.patch_embed import unpatchify
 
 
 def num_patches(input_size: int, patch_size: int) -> int:
@@ -23,18 +31,6 @@ def num_patches(input_size: int, patch_size: int) -> int:
     """
     raise NotImplementedError(
         'EXERCISE ch05.num_patches is not done yet: write it in exercises/ch05_dit.py (chapter 5, The Diffusion Transformer; notebooks/05_dit.ipynb explains it), then run pytest -m ch5 --impl=exercises')
-
-
-def block_gflops(hidden_size: int, num_tokens: int, mlp_ratio: float = 4.0) -> float:
-    """Gflops (10^9 multiply-accumulates) of one adaLN-Zero DiT block for one image, by hand.
-
-    With ``D = hidden_size``, ``T = num_tokens`` and MLP width ``H = int(D * mlp_ratio)``, count:
-    the qkv projection ``T*D*3D``, the attention matmuls ``Q K^T`` (``T*T*D``) and ``A V``
-    (``T*T*D``), the output projection ``T*D*D``, the MLP ``T*D*H + T*H*D``, and the adaLN
-    modulation ``D*6D`` (once per image, not per token). Return the sum divided by 1e9.
-    """
-    raise NotImplementedError(
-        'EXERCISE ch05.block_gflops is not done yet: write it in exercises/ch05_dit.py (chapter 5, The Diffusion Transformer; notebooks/05_dit.ipynb explains it), then run pytest -m ch5 --impl=exercises')
 
 
 class FinalLayer(nn.Module):
@@ -54,8 +50,54 @@ class FinalLayer(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, T, D)`` tokens, ``c``: ``(N, D)`` condition -> ``(N, T, p*p*out_channels)``.
 
-        Split ``self.adaLN_modulation(c)`` into ``shift, scale`` (2 chunks along dim 1), apply
-        ``modulate(self.norm_final(x), shift, scale)``, then ``self.linear``.
+        The formula of the class docstring; ``self.adaLN_modulation(c)`` is ``(N, 2D)`` and holds
+        ``shift`` then ``scale``, one ``(N, D)`` vector each per sample.
         """
         raise NotImplementedError(
             'EXERCISE ch05.FinalLayer.forward is not done yet: write it in exercises/ch05_dit.py (chapter 5, The Diffusion Transformer; notebooks/05_dit.ipynb explains it), then run pytest -m ch5 --impl=exercises')
+
+
+def block_gflops(hidden_size: int, num_tokens: int, mlp_ratio: float = 4.0) -> float:
+    """Gflops (10^9 multiply-accumulates) of one adaLN-Zero DiT block for one image, by hand.
+
+    With ``D = hidden_size``, ``T = num_tokens`` and MLP width ``H = int(D * mlp_ratio)``, count:
+    the qkv projection ``T*D*3D``, the attention matmuls ``Q K^T`` (``T*T*D``) and ``A V``
+    (``T*T*D``), the output projection ``T*D*D``, the MLP ``T*D*H + T*H*D``, and the adaLN
+    modulation ``D*6D`` (once per image, not per token). Return the sum divided by 1e9.
+    """
+    raise NotImplementedError(
+        'EXERCISE ch05.block_gflops is not done yet: write it in exercises/ch05_dit.py (chapter 5, The Diffusion Transformer; notebooks/05_dit.ipynb explains it), then run pytest -m ch5 --impl=exercises')
+
+
+class DiT(dit.DiT):
+    """minidit's ``DiT`` (minidit/models/dit.py), with the graded method ``forward`` below.
+
+    Everything else is inherited from minidit's class: only what is below is yours to write.
+    """
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Predict the noise (and variance) for noisy inputs ``x = x_t`` (the paper's Figure 3).
+
+        Args:
+            x: ``(N, C, I, I)`` noisy latents ``x_t``; t: ``(N,)`` timesteps; y: ``(N,)`` class ids
+            (``num_classes`` = the null class).
+        Returns:
+            ``(N, out_channels, I, I)``: channels ``[:C]`` are ``eps``, ``[C:]`` the variance
+            interpolation values when ``learn_sigma``.
+
+        The steps, with the submodules built in ``__init__``:
+
+        1. tokens: ``self.x_embedder`` turns ``x`` into ``(N, T, D)`` tokens, and the fixed
+           positional embedding ``self.pos_embed`` ``(1, T, D)`` is added to every sample;
+        2. the condition: ``c = t_emb + y_emb``, ``(N, D)``, from ``self.t_embedder(t)`` and
+           ``self.y_embedder(y)`` (which drops labels to the null class while training);
+        3. ``self.blocks`` in order, each ``(N, T, D), c -> (N, T, D)`` (with ``grad_checkpointing``
+           the reference recomputes them in the backward pass to save memory: optional here);
+        4. ``self.final_layer(tokens, c)``: ``(N, T, p*p*out_channels)``;
+        5. back on the grid with ``unpatchify`` (``self.patch_size``, ``self.out_channels``).
+        """
+        t = self._check_inputs(x, t, y)
+        if self.conditioning in ("cross-attention", "in-context"):
+            return self._forward_condition_tokens(x, t, y)  # chapter 11's other two designs
+        raise NotImplementedError(
+            'EXERCISE ch05.DiT.forward is not done yet: write it in exercises/ch05_dit.py (chapter 5, The Diffusion Transformer; notebooks/05_dit.ipynb explains it), then run pytest -m ch5 --impl=exercises')

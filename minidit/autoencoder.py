@@ -1,4 +1,4 @@
-"""A tiny KL autoencoder, trained from scratch, so latent diffusion runs end to end offline.
+"""The tiny KL autoencoder itself, trained from scratch so latent diffusion runs offline (vae.py wraps it).
 
 DiT never sees pixels: a frozen VAE encoder maps an image ``x`` (3, 256, 256) to a latent ``z``
 (4, 32, 32) -- downsampling factor f = 8 -- the transformer learns to denoise ``z``, and the VAE
@@ -33,6 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minidit.data import get_dataset
+from minidit.env import cache_dir, smoke
+
 
 # ----------------------------------------------------------------------------- graded (ch09)
 
@@ -43,7 +46,7 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor
     the caller (so the result is a pure function of its inputs, and gradients flow to ``mean`` and
     ``logvar``). All three tensors have the same shape, e.g. ``(N, 4, 8, 8)``; returns that shape.
     """
-    # BEGIN SOLUTION ch09
+    # BEGIN SOLUTION ch09 difficulty=1 minutes=10
     # std = exp(logvar / 2)
     std = torch.exp(0.5 * logvar)
     # z = mean + std * eps
@@ -57,7 +60,7 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
     For one dimension the closed form is ``0.5 * (mean^2 + exp(logvar) - 1 - logvar)``; sum it
     over every dimension except the first (the batch). Input shapes ``(N, ...)``; returns ``(N,)``.
     """
-    # BEGIN SOLUTION ch09
+    # BEGIN SOLUTION ch09 difficulty=1 minutes=15
     # KL = 1/2 * sum(mean^2 + sigma^2 - 1 - log sigma^2)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
     return kl.flatten(1).sum(dim=1)
@@ -77,7 +80,7 @@ def estimate_scale_factor(latents: torch.Tensor) -> torch.Tensor:
 
     ``latents``: any shape, e.g. ``(N, 4, 8, 8)``. Returns a 0-dim tensor.
     """
-    # BEGIN SOLUTION ch09
+    # BEGIN SOLUTION ch09 difficulty=1 minutes=10
     # s = 1 / std(z) over every element
     return 1.0 / latents.flatten().std()
     # END SOLUTION
@@ -246,7 +249,6 @@ def train_autoencoder(dataset: str = "shapes", steps: int = 1500, image_size: in
     reconstruction error on ``test_samples`` held-out images of the data set, the estimated latent
     ``scale_factor`` and the wall time. Deterministic for a given seed on one machine.
     """
-    from minidit.data import get_dataset
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -298,7 +300,6 @@ def train_autoencoder(dataset: str = "shapes", steps: int = 1500, image_size: in
 
 def default_settings() -> TrainSettings:
     """The recipe of the cached autoencoder; smoke mode (MINIDIT_SMOKE=1) trains far fewer steps."""
-    from minidit.env import smoke
     return TrainSettings(steps=200, pool=1024, test_samples=256) if smoke() else TrainSettings()
 
 
@@ -311,7 +312,6 @@ def load_tiny_autoencoder(settings: TrainSettings | None = None, device: str = "
     smoke-mode and full-size copies never mix. Returns (model in eval mode, info dict).
     """
     from safetensors.torch import load_file, save_file
-    from minidit.env import cache_dir
 
     s = settings or default_settings()
     cfg = AutoencoderConfig()

@@ -56,11 +56,16 @@ def _read(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def extract_state_dict(checkpoint: object) -> dict[str, torch.Tensor]:
-    """The model weights inside a checkpoint: ``"ema"`` if present, else ``"model"``, else itself."""
+def extract_state_dict(checkpoint: object, prefer: str = "ema") -> dict[str, torch.Tensor]:
+    """The model weights inside a checkpoint: ``"ema"`` if present, else ``"model"``, else itself.
+
+    ``prefer="model"`` looks for the trained weights first (sampling without the EMA).
+    """
     if not isinstance(checkpoint, dict):
         raise ValueError(f"expected a state dict or a dict with 'ema'/'model', got {type(checkpoint).__name__}")
-    for key in ("ema", "model", "state_dict"):
+    if prefer not in ("ema", "model"):
+        raise ValueError(f"prefer must be 'ema' or 'model', got {prefer!r}")
+    for key in (prefer, "model" if prefer == "ema" else "ema", "state_dict"):
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break

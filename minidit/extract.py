@@ -25,7 +25,10 @@ Layout of ``--out DIR``::
                                class_names, shards [{file, start, count}], format_version
 
 Resumable: a shard is written to a temporary name and renamed (``os.replace``) when complete, so
-a shard file that exists is complete; a rerun skips those. Multi-process: rank ``r`` of ``W``
+a shard file that exists is complete; a rerun skips those (and removes the temporary files a killed
+run left). A run that failed before writing any shard leaves nothing that blocks a rerun with other
+settings. The manifest's ``vae`` is the autoencoder's exact name (``"tiny:<cache key>"`` for the tiny
+one), so training and sampling decode with that autoencoder and no other. Multi-process: rank ``r`` of ``W``
 takes shards ``r, r + W, r + 2W, ...`` (names are shard indices, so no collisions); rank 0 writes
 the manifest once every shard exists (after a barrier when ``torch.distributed`` is initialised,
 otherwise by waiting for the files).
@@ -44,8 +47,12 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from minidit.files import atomic_path, stale_temps, write_json_atomic
+from minidit.errors import add_debug_flag, run_cli
 from minidit.data import DATASETS, get_dataset
 from minidit.data.latents import FORMAT_VERSION
+from minidit.env import pick_device
+from minidit.vae import load_vae
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -61,12 +68,6 @@ def dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def _shard_complete(path: Path, count: int) -> bool:
     if not path.exists():
         return False
@@ -75,6 +76,51 @@ def _shard_complete(path: Path, count: int) -> bool:
             return int(f.metadata().get("count", -1)) == count
     except Exception:          # a foreign or damaged file: redo it
         return False
+
+
+def check_inputs(dataset, vae, batch_size: int, shard_size: int, dtype: str) -> None:
+    """Everything that can be wrong with the inputs, checked before a file is written."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: use one of {list(DTYPES)}")
+    for name, value in (("--batch-size", batch_size), ("--shard-size", shard_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if getattr(dataset, "flip", False):
+        raise ValueError("extract_latents: build the data set with flip=False; both orientations are stored anyway")
+    if len(dataset) == 0:
+        raise ValueError("extract: the data set is empty; check --data and --num-samples")
+    takes = getattr(vae, "in_channels", None)
+    if takes is not None and dataset.channels != takes:
+        raise ValueError(f"extract: the data has {dataset.channels}-channel images but the autoencoder "
+                         f"{vae.name!r} takes {takes}-channel ones; pick data and --vae that match "
+                         f"(grey digits/mnist train in pixel space: python -m minidit.train --vae none)")
+    if dataset.image_size % vae.downsample_factor:
+        raise ValueError(f"extract: image size {dataset.image_size} is not divisible by the autoencoder's "
+                         f"downsampling factor {vae.downsample_factor}; pick another --image-size")
+
+
+def claim_folder(out: Path, config: dict) -> None:
+    """Write ``extract_config.json``, or check that the folder's extraction has these settings.
+
+    Shards of other settings are never mixed in: a folder holding any is refused. A folder that
+    holds only a failed run's config (no shard, no manifest) is taken over.
+    """
+    cfg_path = out / "extract_config.json"
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if old != config:
+            if not any(out.glob("shard_*.safetensors")) and not (out / "manifest.json").exists():
+                write_json_atomic(cfg_path, config)        # only a failed run's leftovers: start afresh
+                return
+            diff = (sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+                    if isinstance(old, dict) else ["unreadable extract_config.json"])
+            raise ValueError(f"extract: {out} holds an extraction with different settings ({', '.join(diff)}); "
+                             "use another --out, or delete the folder to start over")
+    else:
+        write_json_atomic(cfg_path, config)
 
 
 def extract_latents(dataset, vae, out, batch_size: int = 64, shard_size: int = 1024, dtype: str = "float32",
@@ -87,10 +133,7 @@ def extract_latents(dataset, vae, out, batch_size: int = 64, shard_size: int = 1
     """
     if rank is None or world_size is None:
         rank, world_size = dist_info()
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}: use one of {list(DTYPES)}")
-    if getattr(dataset, "flip", False):
-        raise ValueError("extract_latents: build the data set with flip=False; both orientations are stored anyway")
+    check_inputs(dataset, vae, batch_size, shard_size, dtype)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = len(dataset)
@@ -101,17 +144,12 @@ def extract_latents(dataset, vae, out, batch_size: int = 64, shard_size: int = 1
                   image_size=dataset.image_size, latent_shape=latent_shape, count=n, shard_size=shard_size,
                   dtype=dtype, class_names=list(dataset.class_names), stores=["mean", "std"],
                   flips="axis 1 of mean/std: 0 = image, 1 = horizontally mirrored image")
-    cfg_path = out / "extract_config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != config:
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise ValueError(f"extract: {out} holds an extraction with different settings ({', '.join(diff)}); "
-                             "use another --out, or delete the folder to start over")
-    else:
-        _write_json_atomic(cfg_path, config)
+    claim_folder(out, config)
 
     mine = list(range(rank, num_shards, world_size))
+    for k in mine:  # only this rank writes shard k: a temporary file of it is a killed run's debris
+        for debris in stale_temps(out / shard_name(k)) + [out / f".{shard_name(k)}.tmp{rank}"]:
+            debris.unlink(missing_ok=True)
     todo = [k for k in mine if not _shard_complete(out / shard_name(k), min(shard_size, n - k * shard_size))]
     images, t0 = 0, time.time()
     bar = tqdm(total=sum(min(shard_size, n - k * shard_size) for k in todo), unit="img", disable=not progress,
@@ -134,10 +172,8 @@ def extract_latents(dataset, vae, out, batch_size: int = 64, shard_size: int = 1
         tensors = {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
                    "labels": torch.cat(labels).contiguous(),
                    "index": torch.arange(start, start + count, dtype=torch.int64)}
-        path = out / shard_name(k)
-        tmp = out / f".{path.name}.tmp{rank}"
-        save_file(tensors, str(tmp), metadata={"shard": str(k), "start": str(start), "count": str(count)})
-        os.replace(tmp, path)       # atomic: a shard file either is complete or does not exist
+        with atomic_path(out / shard_name(k)) as tmp:   # a shard file either is complete or does not exist
+            save_file(tensors, str(tmp), metadata={"shard": str(k), "start": str(start), "count": str(count)})
     bar.close()
     seconds = time.time() - t0
     report = dict(images=images, seconds=seconds, images_per_s=images / seconds if images else 0.0,
@@ -155,13 +191,14 @@ def extract_latents(dataset, vae, out, batch_size: int = 64, shard_size: int = 1
             time.sleep(2.0)
         manifest = dict(config, shards=shards, num_classes=len(dataset.class_names))
         manifest.pop("shard_size")
-        _write_json_atomic(out / "manifest.json", manifest)
+        write_json_atomic(out / "manifest.json", manifest)
         report["manifest"] = manifest
     return report
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Pre-extract VAE latents (mean and std, plain and mirrored) into shards.")
+    ap = argparse.ArgumentParser(prog="python -m minidit.extract",
+                                 description="Pre-extract VAE latents (mean and std, plain and mirrored) into shards.")
     ap.add_argument("--data", required=True, help=f"a data set name ({', '.join(n for n in DATASETS if n != 'latents')}) or a path")
     ap.add_argument("--dataset", default=None, help="the loader for a path: imagefolder (default), cifar10, mnist")
     ap.add_argument("--vae", default="tiny", help="tiny, a diffusers AutoencoderKL folder, a hub id, or ema/mse")
@@ -176,20 +213,35 @@ def main(argv=None):
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)
+    add_debug_flag(ap)
     args = ap.parse_args(argv)
+    for flag, value in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size),
+                        ("--num-samples", args.num_samples), ("--image-size", args.image_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if args.scale_factor is not None and not (args.scale_factor > 0 and args.scale_factor < float("inf")):
+        raise ValueError(f"--scale-factor must be a positive number, got {args.scale_factor}")
+    device = pick_device(args.device)   # a --device that does not exist fails here, before any work
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and "MASTER_ADDR" in os.environ and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        _extract(args, device)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _extract(args, device) -> None:
     rank, world = dist_info()
-    from minidit.env import pick_device
-    from minidit.vae import load_vae
-    device = pick_device(args.device)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-
     name = args.data if args.data.lower() in DATASETS else (args.dataset or "imagefolder")
     root = None if args.data.lower() in DATASETS else args.data
+    if root is not None and not Path(root).exists():
+        raise FileNotFoundError(f"--data {root}: no such data set name or folder; use one of "
+                                f"{', '.join(n for n in DATASETS if n != 'latents')} or an existing path")
     kw = {} if name in ("shapes", "imagefolder") else {"split": args.split}
     dataset = get_dataset(name, root=root, train=args.split != "test", image_size=args.image_size, flip=False,
                           num_samples=args.num_samples, seed=args.seed, **kw)
@@ -204,10 +256,8 @@ def main(argv=None):
     if rank == 0:
         m = report["manifest"]
         print(f"manifest: {m['count']} latents of shape {tuple(m['latent_shape'])}, scale factor "
-              f"{m['scale_factor']:.5g}, {len(m['shards'])} shard(s) in {args.out}")
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+              f"{m['scale_factor']:.5g}, {len(m['shards'])} shard(s) in {args.out} (autoencoder {m['vae']})")
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

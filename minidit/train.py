@@ -1,301 +1,263 @@
-"""Train a DiT: ``python -m minidit.train`` (see ``--help``; presets in minidit/training/presets.py).
+"""Train a DiT: the command line ``python -m minidit.train`` and its loop (the pieces: minidit/training/).
 
 With no arguments it trains the offline default -- a small class-conditional DiT on 8x8 digits
-with learned sigma -- in about two minutes on two CPU cores. At full size it is the paper's
-recipe (``--preset imagenet256-xl2 --data-path /data/imagenet/train``), on one GPU or many::
+with learned sigma -- in about two minutes on two CPU cores (``--help`` lists the flags and where
+each default comes from; minidit/training/presets.py the presets). The official command line
+(``--model DiT-XL/2 --data-path /data/imagenet/train``) runs the official recipe; the paper's
+400K-step run is ``--preset imagenet256-xl2``, on one GPU or many::
 
     torchrun --nproc_per_node 8 -m minidit.train --preset imagenet256-xl2 --data-path ... \\
         --precision bf16 --compile
 
 The loop, in the official order (train.py of the DiT repository): draw a batch, encode it with
-the VAE when training in latent space, draw ``t ~ U{0..999}``, compute ``L_simple + L_vlb``,
-``zero_grad -> backward -> step``, update the EMA. minidit adds what a long run needs: exact
-resume, atomic checkpoints, NaN detection, bf16/compile, throughput and MFU in the log.
+the VAE when training in latent space, then one training step (``minidit.training.step``: draw
+``t ~ U{0..999}``, compute ``L_simple + L_vlb``, ``zero_grad -> backward -> step``, update the
+EMA). minidit adds what a long run needs: exact resume, atomic checkpoints, NaN detection,
+bf16/compile, throughput and MFU in the log -- and it fails safely: every error is one line (the
+traceback with ``--debug``); under torchrun a failing process stops all of them, with the reason
+printed once (minidit/training/distributed.py); SIGTERM and Ctrl-C save the step reached and
+exit (stopping.py); a run folder has one process and one history (runfolder.py).
 
-Reading order: ``main`` (flags -> checks -> train), then ``train``, the loop. Everything that can
-fail is checked before the first step by ``prepare`` in minidit/training/setup.py.
+Reading order: ``main`` (flags -> settings -> train), then ``train`` (build, loop, finish), then
+the named steps it calls.
 """
 from __future__ import annotations
 
-import sys
+import os
 import time
-from argparse import Namespace
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader, DistributedSampler
+# Before torch loads OpenMP (it reads this once): threads waiting at a barrier sleep instead of
+# spinning, so on a busy machine they do not burn the cores the other threads need (minidit/env.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from minidit.training import checkpoint as ckpt_lib
-from minidit.training.config import parse_args, resolve
-from minidit.training.distributed import (DistInfo, all_reduce_mean, barrier, cleanup_distributed,
-                                          init_distributed, parameters_in_sync)
-from minidit.training.ema import create_ema, ema_pairs, update_ema
-from minidit.training.logger import (append_jsonl, close_logger, create_logger, mfu, next_run_dir,
-                                     peak_tflops, progress_bar, read_jsonl, write_json)
-from minidit.training.objective import diffusion_loss
-from minidit.training.optim import create_optimizer, lr_at_step, set_lr
-from minidit.training.setup import SkipSampler, check_names, prepare, write_sample_grid
+import torch  # noqa: E402  (after the OpenMP setting)
 
-class NonFiniteLossError(RuntimeError):
+from minidit.env import configure_torch  # noqa: E402
+from minidit.errors import ReportedElsewhere, RunError, Stopped, describe, run_cli  # noqa: E402
+from minidit.flops import mfu  # noqa: E402
+from minidit.impl import explain, restore_impl, use_impl  # noqa: E402
+from minidit.training.config import TrainConfig, parse_args, resolve  # noqa: E402
+from minidit.training.distributed import (DistInfo, check_in, cleanup_distributed, init_distributed,  # noqa: E402
+                                          min_over_ranks, peer_problem, on_every_rank, on_rank_zero,
+                                          parameters_in_sync, reported_by_rank_zero)
+from minidit.training.logger import append_jsonl, close_logger, format_log_line, progress_bar, read_jsonl  # noqa: E402
+from minidit.training.optim import lr_at_step, set_lr  # noqa: E402
+from minidit.training.plots import save_loss_curve, write_sample_grid  # noqa: E402
+from minidit.training.setup import prepare  # noqa: E402
+from minidit.training.state import Resume, Run, load_resume, save_checkpoint, start_run  # noqa: E402
+from minidit.training.step import train_step  # noqa: E402
+from minidit.training.stopping import StopSignals  # noqa: E402
+
+NO_BAD_STEP = 2**62  # stands for "every loss was finite" when the ranks compare their first bad step
+
+
+class NonFiniteLossError(RunError):
     """The loss became NaN or inf: the run stops, keeping its last good checkpoint."""
 
 
-# ------------------------------------------------------------------------------ the loop
-
 def main(argv: list[str] | None = None) -> Path | None:
-    """Parse flags, check them, train; returns the run folder (rank 0) or None."""
+    """Parse flags, combine them with the preset (and a resumed run's settings), train.
+
+    Returns the run folder (rank 0) or None.
+    """
     typed = parse_args(argv)
-    resume_path, resumed = None, None
-    if typed.resume:
-        results_dir = typed.results_dir or "results"
-        resume_path = ckpt_lib.find_latest(results_dir) if typed.resume == "latest" else Path(typed.resume)
-        resumed = ckpt_lib.load_checkpoint(resume_path)
-        if "step" not in resumed or "args" not in resumed:
-            raise ValueError(f"{resume_path} is not a minidit training checkpoint (no step/args); "
-                             f"to fine-tune from official weights, load them into a new run instead")
-    args = resolve(parsed=typed, checkpoint_args=resumed["args"] if resumed else None)
-    check_names(args)
-    info = init_distributed(args.device)
+    with reported_by_rank_zero():  # every process reads the same flags and checkpoint: rank 0 speaks
+        resume = load_resume(typed.resume, typed.results_dir or "results") if typed.resume else None
+        if resume and typed.model and typed.model != resume.args.get("model"):
+            raise ValueError(f"{resume.path} holds a {resume.args.get('model')} but --model {typed.model} was asked "
+                             f"for; leave out --model to resume it, or start a new run without --resume")
+        config = resolve(parsed=typed, checkpoint_args=resume.args if resume else None)
+        info = init_distributed(config.device, config.dist_timeout)
+    switch = use_impl(typed.impl) if typed.impl else None  # --impl: the student's code runs (minidit/impl.py)
+    ok = False
     try:
-        return train(args, info, resumed, resume_path)
+        run_dir = train(config, info, resume)
+        ok = True
+        return run_dir
+    except NotImplementedError as e:  # an unfinished exercise ran (--impl): one line that names it
+        raise RunError(explain(e) or str(e)) from e
+    except RuntimeError as e:
+        problem = peer_problem(e, config.dist_timeout) if info.enabled and not isinstance(e, RunError) else None
+        if problem:  # a collective lost its peer (that process says why) or waited too long for it
+            raise ReportedElsewhere(problem) from e
+        raise
     finally:
-        cleanup_distributed()
+        cleanup_distributed(ok)  # a failed process does not wait for the others
+        if switch is not None:
+            restore_impl(switch.previous)
 
 
-def train(args: Namespace, info: DistInfo, resumed: dict | None, resume_path: Path | None) -> Path | None:
-    if args.threads:
-        # PyTorch's OpenMP threads spin at barriers when the cores are busy with other jobs; tiny
-        # models also gain little from a second thread (benchmarks/README.md measures both)
-        torch.set_num_threads(args.threads)
-    if info.device.type == "cuda":
-        # TF32 matmuls and convolutions on Ampere+ (the official code allows them too)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    setup = prepare(args, info)
-    model, diffusion, vae, dataset = setup["model"], setup["diffusion"], setup["vae"], setup["dataset"]
-    raw_model, device, local_batch = model, info.device, setup["local_batch"]
-    shape = (setup["in_channels"], setup["input_size"], setup["input_size"])
+def train(config: TrainConfig, info: DistInfo, resume: Resume | None = None) -> Path | None:
+    """Build everything, run the loop to ``max_steps``, then write the final grid and loss curve.
 
-    # ---- the run folder (rank 0): reuse the resumed run's folder, else a new NNN-model-preset
-    run_dir = None
-    if info.is_main:
-        if resume_path is not None and resume_path.parent.name == "checkpoints":
-            run_dir = resume_path.parent.parent
-        else:
-            run_dir = next_run_dir(args.results_dir, args.model, args.preset)
-    logger = create_logger(run_dir, info.is_main)
-    run_args = dict(vars(args), in_channels=setup["in_channels"], input_size=setup["input_size"],
-                    world_size=info.world_size)
-    if info.is_main:
-        write_json(run_dir / "args.json", run_args)
-    n_params = sum(p.numel() for p in raw_model.parameters())
-    logger.info(f"run folder {run_dir}; {args.model} ({n_params:,} parameters) on {args.dataset} "
-                f"({len(dataset)} images, {dataset.num_classes} classes), input {tuple(shape)}, "
-                f"{info.world_size} process(es) on {device}"
-                f"{f' ({torch.get_num_threads()} threads)' if device.type == 'cpu' else ''}, "
-                f"global batch {args.global_batch_size}")
-
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        # DDP broadcasts rank 0's initial weights, so every replica starts equal
-        model = DDP(raw_model, device_ids=[device] if device.type == "cuda" else None)
-    ema = create_ema(raw_model)  # after DDP: the EMA starts from the synchronised weights
-    opt = create_optimizer(raw_model, lr=args.lr, weight_decay=args.weight_decay)
-    if args.compile:
-        model = torch.compile(model)
-    ema_list, param_list = ema_pairs(ema, raw_model)
-
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=args.global_seed, drop_last=True)
-    steps_per_epoch = len(sampler) // local_batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"the data set has {len(dataset)} images: fewer than one batch of {local_batch} per "
-                         f"process; lower --global-batch-size")
-    skipper = SkipSampler(sampler)
-    loader_gen = torch.Generator()
-    loader = DataLoader(dataset, batch_size=local_batch, sampler=skipper, drop_last=True,
-                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=args.num_workers > 0, generator=loader_gen)
-
-    step, epoch, batch_in_epoch = 0, 0, 0
-    if resumed is not None:
-        raw_model.load_state_dict(resumed["model"])
-        ema.load_state_dict(resumed["ema"])
-        opt.load_state_dict(resumed["opt"])
-        step = int(resumed["step"])
-        epoch, batch_in_epoch = divmod(step, steps_per_epoch)
-        per_rank = resumed.get("rng_per_rank")
-        if per_rank is not None and len(per_rank) == info.world_size:
-            ckpt_lib.set_rng_state(per_rank[info.rank])
-        elif info.world_size == 1:
-            ckpt_lib.set_rng_state(resumed["rng"])
-        else:
-            torch.manual_seed(setup["seed"] + step)
-            logger.info("note: the world size changed, so the resumed run draws fresh random numbers")
-        logger.info(f"resumed from {resume_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
-
-    max_steps = args.max_steps if args.max_steps is not None else args.epochs * steps_per_epoch
-    max_steps = min(max_steps, args.epochs * steps_per_epoch)
-    gflops = None
-    peak = peak_tflops(device, args.precision, args.peak_tflops)
-    if peak:
-        from minidit.flops import count_gflops
-
-        gflops = count_gflops(raw_model)
-    last_good = ckpt_lib.list_checkpoints(run_dir / "checkpoints")[-1][1] if (
-        info.is_main and ckpt_lib.list_checkpoints(run_dir / "checkpoints")) else None
-
-    def save(step_now: int) -> Path | None:
-        nonlocal last_good
-        rng_all = _gather_rng(info)
-        if not info.is_main:
-            return None
-        ck = ckpt_lib.make_checkpoint(raw_model, ema, opt, run_args, step_now, *divmod(step_now, steps_per_epoch))
-        if rng_all is not None:
-            ck["rng_per_rank"] = rng_all
-        path = ckpt_lib.atomic_save(ck, ckpt_lib.checkpoint_path(run_dir / "checkpoints", step_now))
-        ckpt_lib.prune_checkpoints(run_dir / "checkpoints", args.keep_last, args.milestone_every)
-        last_good = path
-        logger.info(f"saved checkpoint {path}")
-        return path
-
-    def stop_if_bad(bad_step: torch.Tensor) -> None:
-        bad = int(bad_step.item())  # a sync, but only at log/checkpoint steps
-        if info.enabled:
-            t = torch.tensor([bad if bad >= 0 else 2**62], device=device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-            bad = int(t.item()) if int(t.item()) < 2**62 else -1
-        if bad >= 0:
-            keep = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-            msg = (f"the loss became NaN or inf at step {bad}; stopping ({keep}). Try a lower --lr, "
-                   f"--precision fp32, or resume from the checkpoint with --resume")
-            logger.info(f"error: {msg}")
-            raise NonFiniteLossError(msg)
-
-    model.train()
-    flip = bool(args.flip) and args.dataset != "latents"
-    running = torch.zeros(3, device=device)  # sums of loss, mse, vb since the last log
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)
-    log_count, t_log = 0, time.time()
-    bar = progress_bar(max_steps, step, info.is_main)
-    logger.info(f"training to step {max_steps} ({steps_per_epoch} steps per epoch)")
+    Every rank moves through the loop in step: ``agreed_batches`` ends it on all of them together
+    when any rank's data fails or a signal asks to stop (then a checkpoint is saved first).
+    """
+    configure_torch(info.device, config.threads, auto_threads=True)
+    parts = on_every_rank(info, prepare, config, info)
+    run = start_run(parts, info, resume)
+    config = run.config  # on extracted latents it names the latents' own VAE
+    run.logger.info(f"training to step {run.max_steps} ({run.loader.steps_per_epoch} steps per epoch)")
+    run.wrapped.train()
+    run.meter.restart_clock()
     try:
-        while step < max_steps:
-            sampler.set_epoch(epoch)
-            skipper.skip = batch_in_epoch * local_batch
-            loader_gen.manual_seed(args.global_seed * 100_003 + epoch)
-            for x, y in loader:
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                if flip:
-                    # random horizontal flip, p = 1/2 per image, drawn on the trainer's RNG
-                    mirror = torch.rand(x.shape[0], device=device) < 0.5
-                    x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-                if vae is not None:
-                    with torch.no_grad():
-                        # x_0 = scale_factor * E(image): the diffusion runs in latent space
-                        x = vae.encode(x)
-                set_lr(opt, lr_at_step(step, args.lr, args.warmup_steps, args.decay_steps or None, args.min_lr))
-                losses = diffusion_loss(diffusion, model, x, y, precision=args.precision)
-                loss = losses["loss"]
-                if args.debug_nan_at_step is not None and step + 1 >= args.debug_nan_at_step:
-                    loss = loss * float("nan")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                update_ema(ema_list, param_list, args.ema_decay)
-                step += 1
-                batch_in_epoch += 1
+        with StopSignals() as stop, progress_bar(run.max_steps, run.step, info.is_main) as bar:
+            for epoch, x, y in agreed_batches(run, stop):
+                x_0, y = prepare_batch(run, x, y)
+                set_lr(run.opt, lr_at_step(run.step, config.lr, config.warmup_steps, config.decay_steps or None,
+                                           config.min_lr))
+                losses = train_step(run.wrapped, run.parts.diffusion, run.opt, run.ema_params, run.params, x_0, y,
+                                    ema_decay=config.ema_decay, precision=config.precision)
+                run.step += 1
                 bar.update(1)
-                # device-side bookkeeping only: no .item() here
-                detached = loss.detach()
-                running += torch.stack([detached, losses.get("mse", detached).detach(),
-                                        losses.get("vb", torch.zeros_like(detached)).detach()])
-                bad_step = torch.where(torch.isfinite(detached) | (bad_step >= 0), bad_step,
-                                       torch.full_like(bad_step, step))
-                log_count += 1
-                at_end = step >= max_steps
-                if step % args.log_every == 0 or at_end:
-                    stop_if_bad(bad_step)
-                    now = time.time()
-                    means = (all_reduce_mean(running, info) / log_count).tolist()
-                    steps_s = log_count / max(now - t_log, 1e-9)
-                    rec = dict(step=step, epoch=epoch, loss=means[0], mse=means[1], vb=means[2],
-                               steps_per_s=steps_s, images_per_s=steps_s * args.global_batch_size,
-                               lr=opt.param_groups[0]["lr"], time=now)
-                    util = mfu(rec["images_per_s"] / info.world_size, gflops, peak) if gflops else None
-                    line = (f"(step={step:07d}) Train Loss: {means[0]:.4f} (mse {means[1]:.4f}, vb {means[2]:.4f}), "
-                            f"Train Steps/Sec: {steps_s:.2f}, images/s {rec['images_per_s']:.1f}, lr {rec['lr']:.2e}")
-                    if util is not None:
-                        rec["mfu"] = util
-                        line += f", MFU {100 * util:.1f}%"
-                    logger.info(line)
-                    if info.is_main:
-                        append_jsonl(run_dir / "metrics.jsonl", rec)
-                    running.zero_()
-                    log_count, t_log = 0, time.time()
-                if step % args.ckpt_every == 0 or at_end:
-                    stop_if_bad(bad_step)
-                    save(step)
-                    _write_loss_curve(run_dir, args, info)
-                if args.sample_every and args.grid_columns > 0 and step % args.sample_every == 0 and not at_end:
-                    if info.is_main:
-                        p = write_sample_grid(ema, args, setup["vae_for_samples"], shape, run_dir, step, device)
-                        logger.info(f"wrote {p}")
-                    barrier(info)
-                    t_log = time.time()
-                if at_end:
-                    break
-            else:
-                epoch += 1
-                batch_in_epoch = 0
-                continue
-            break
+                run.meter.add(losses, run.step)
+                after_step(run, epoch)
+        if stop.requested:
+            stop_here(run, stop)
+        finish(run)
+    except Exception as e:
+        if not isinstance(e, (ReportedElsewhere, Stopped)):
+            run.logger.error(describe(e)[0], extra={"file_only": True})  # the terminal gets it from the CLI
+        raise
     finally:
-        bar.close()
+        close_logger(run.logger)
+        if run.folder is not None:
+            run.folder.release()
+    return run.run_dir
 
-    in_sync = parameters_in_sync(raw_model, info)
+
+def agreed_batches(run: Run, stop: StopSignals):
+    """``(epoch, x, y)`` for the steps still to train; every rank stops at the same step.
+
+    Each step, the ranks ``check_in``: if any rank could not load its batch, all stop (that rank
+    prints why); if a signal asked any rank to stop, all leave the loop together.
+    """
+    source = run.loader.batches(run.step)
+    while run.step < run.max_steps:
+        batch, error = None, None
+        try:
+            batch = next(source)
+        except Exception as e:  # e.g. a broken image file in this rank's share of the data
+            # (DataLoader workers die of the same Ctrl-C: then stop as asked, with a checkpoint)
+            error = None if stop.requested else e
+        stop.beat()
+        if check_in(run.info, error, stop.requested):
+            return
+        yield batch
+
+
+def prepare_batch(run: Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_0, y)`` on the device: the images randomly mirrored and, in latent space, VAE-encoded."""
+    device = run.info.device
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    if run.flip:
+        # random horizontal flip, p = 1/2 per image, drawn on the trainer's RNG
+        mirror = torch.rand(x.shape[0], device=device) < 0.5
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    if run.parts.vae is not None:
+        with torch.no_grad():
+            # x_0 = scale_factor * E(image): the diffusion runs in latent space
+            x = run.parts.vae.encode(x)
+    debug_step = run.config.debug_nan_at_step
+    if debug_step is not None and run.step + 1 >= debug_step:
+        x = x * float("nan")  # tests: a broken batch from this step on makes the loss NaN
+    return x, y
+
+
+def after_step(run: Run, epoch: int) -> None:
+    """The official cadence: a log line every ``log_every`` steps, a checkpoint every ``ckpt_every``."""
+    config, at_end = run.config, run.step >= run.max_steps
+    if run.step % config.log_every == 0 or at_end:
+        log_progress(run, epoch)
+    if run.step % config.ckpt_every == 0 or at_end:
+        check_finite(run)
+        save_checkpoint(run)
+        on_rank_zero(run.info, write_loss_curve, run)
+    if config.sample_every and config.grid_columns > 0 and run.step % config.sample_every == 0 and not at_end:
+        on_rank_zero(run.info, write_grid, run)  # the other ranks wait, and learn if it failed
+        run.meter.restart_clock()  # drawing the grid is not training time
+
+
+def log_progress(run: Run, epoch: int) -> None:
+    """One log line and one metrics.jsonl record: the losses averaged since the last line, speed, lr, MFU."""
+    check_finite(run)
+    now = time.time()
+    (loss, mse, vb), steps_per_s = run.meter.read(run.info, now)
+    images_per_s = steps_per_s * run.config.global_batch_size
+    rec = dict(step=run.step, epoch=epoch, loss=loss, mse=mse, vb=vb, steps_per_s=steps_per_s,
+               images_per_s=images_per_s, lr=run.opt.param_groups[0]["lr"], time=now)
+    if run.gflops:
+        rec["mfu"] = mfu(images_per_s / run.info.world_size, run.gflops, run.peak)
+    run.logger.info(format_log_line(rec))
+    on_rank_zero(run.info, lambda: append_jsonl(run.run_dir / "metrics.jsonl", rec))
+
+
+def check_finite(run: Run) -> None:
+    """Stop, on every rank, if any rank's loss became NaN or inf (a sync: at log/checkpoint steps only)."""
+    bad = run.meter.first_bad_step()
+    bad = min_over_ranks(bad if bad >= 0 else NO_BAD_STEP, run.info)
+    if bad == NO_BAD_STEP:
+        return
+    keep = f"the last good checkpoint is {run.last_good}" if run.last_good else "no checkpoint was written yet"
+    msg = (f"the loss became NaN or inf at step {bad}; stopping ({keep}). Try a lower --lr, "
+           f"--precision fp32, or resume from the checkpoint with --resume")
+    raise NonFiniteLossError(msg)
+
+
+def write_loss_curve(run: Run) -> None:
+    """Rank 0: the loss curves from metrics.jsonl, as loss.png."""
+    config = run.config
+    save_loss_curve(read_jsonl(run.run_dir / "metrics.jsonl"), run.run_dir / "loss.png",
+                    title=f"{config.model} on {config.dataset} ({config.preset})")
+
+
+def write_grid(run: Run) -> Path:
+    """Rank 0: a grid of EMA samples, one row per class, as samples_<step>.png."""
+    path = write_sample_grid(run.ema, run.config, run.parts.sample_vae, run.parts.input_shape, run.run_dir,
+                             run.step, run.info.device)
+    run.logger.info(f"wrote {path}")
+    return path
+
+
+def stop_here(run: Run, stop: StopSignals) -> None:
+    """A signal asked the run to stop: save the step it reached (if not saved yet), say so in one line."""
+    if run.saved_step != run.step:
+        save_checkpoint(run)
+    where = f"saved checkpoint {run.last_good}" if run.last_good else "checkpoint saved by rank 0"
+    msg = f"stopped by {stop.name} at step {run.step}: {where}; continue with --resume latest"
+    run.logger.info(msg)
+    raise Stopped(msg, stop.exit_code)
+
+
+def finish(run: Run) -> None:
+    """Check the ranks agree, draw the final sample grid and loss curve."""
+    info, config = run.info, run.config
+    in_sync = parameters_in_sync(run.model, info)
     if info.enabled:
-        logger.info(f"ranks in sync: {in_sync} (parameter checksums of {info.world_size} ranks compared)")
+        run.logger.info(f"ranks in sync: {in_sync} (parameter checksums of {info.world_size} ranks compared)")
         if not in_sync:
             raise RuntimeError("the ranks' weights differ after training: DDP lost synchronisation")
-    if info.is_main and args.grid_columns > 0:  # --grid-columns 0: no sample grid
+    on_rank_zero(info, final_pictures, run)  # the other ranks learn whether it worked
+
+
+def final_pictures(run: Run) -> None:
+    """Rank 0: the final sample grid (unless ``--grid-columns 0``) and loss curve."""
+    config = run.config
+    if config.grid_columns > 0:
         t0 = time.time()
-        p = write_sample_grid(ema, args, setup["vae_for_samples"], shape, run_dir, step, device)
-        logger.info(f"wrote {p} ({args.grid_columns} EMA samples per class, cfg {args.cfg_scale}, "
-                    f"{args.num_sampling_steps} {args.sampler} steps, {time.time() - t0:.1f} s)")
-    if info.is_main:
-        _write_loss_curve(run_dir, args, info)
-        logger.info("done")
-    close_logger(logger)
-    return run_dir
-
-
-def _gather_rng(info: DistInfo):
-    """Every rank's RNG state, on rank 0 (so a resumed multi-process run draws the same numbers)."""
-    if not info.enabled:
-        return None
-    states = [None] * info.world_size
-    torch.distributed.all_gather_object(states, ckpt_lib.rng_state())
-    return states
-
-
-def _write_loss_curve(run_dir: Path | None, args: Namespace, info: DistInfo) -> None:
-    if not info.is_main:
-        return
-    from minidit.training.plots import save_loss_curve
-
-    save_loss_curve(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "loss.png",
-                    title=f"{args.model} on {args.dataset} ({args.preset})")
+        path = write_sample_grid(run.ema, config, run.parts.sample_vae, run.parts.input_shape, run.run_dir,
+                                 run.step, run.info.device)
+        run.logger.info(f"wrote {path} ({config.grid_columns} EMA samples per class, cfg {config.cfg_scale}, "
+                        f"{config.num_sampling_steps} {config.sampler} steps, {time.time() - t0:.1f} s)")
+    write_loss_curve(run)
+    run.logger.info("done")
 
 
 def cli() -> None:
-    try:
-        main()
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
-        cleanup_distributed()
-        sys.exit(f"error: {e}")
+    """``python -m minidit.train``: errors as one or two lines (``--debug``: the traceback)."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

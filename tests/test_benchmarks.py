@@ -1,11 +1,11 @@
 """The benchmark scripts run, on CPU, end to end. Their figures are never asserted (speed lives in
 benchmarks/, not in tests); what is checked is that they work.
 
-``gpu_check.sh`` is the script a session with a borrowed GPU runs blind, in one call of a few
-minutes of device time, so a broken script there costs the whole measurement. Its CPU dry run takes
-every step the GPU run takes (the same scripts, tiny sizes), so it is checked here step by step, with
-its time budget, its refusal on a machine without a GPU, and the path without diffusers (the GPU
-image has none unless its wheel is carried).
+``gpu_check.sh`` is run blind on a GPU machine, in one go within a time budget of a few minutes,
+so a broken script there costs the whole measurement. Its CPU dry run takes every step the GPU run
+takes (the same scripts, tiny sizes), so it is checked here step by step, with its time budget, its
+refusal on a machine without a GPU, and the path without diffusers (a GPU machine without internet
+may lack it unless its wheel is carried along).
 """
 from __future__ import annotations
 

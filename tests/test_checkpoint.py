@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,11 +60,41 @@ def test_find_latest_and_bad_files(tmp_path):
         ck.load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_checkpoints_load_with_torch_load_defaults_and_v1_files_still_resume(tmp_path):
+    """``torch.load(path)`` uses ``weights_only=True`` since torch 2.6 (the official ``find_model`` too):
+    every key of a minidit checkpoint must be a tensor or a plain value. (The torchrun checkpoint, with
+    every rank's generators, is loaded the same way in tests/test_distributed.py.)"""
+    run = train_mod.main(["--results-dir", str(tmp_path), *FAST, "--max-steps", "1"])
+    path = ck.list_checkpoints(run / "checkpoints")[-1][1]
+    state = torch.load(path, weights_only=True)
+    assert state["format"] == "minidit-train-v2" and state["step"] == 1
+    assert torch.is_tensor(state["rng"]["numpy"]["keys"]) and torch.is_tensor(state["rng"]["python"]["words"])
+
+    def draws():  # from every generator the trainer uses, Gaussian caches included
+        return [torch.rand(3), np.random.rand(3), np.random.randn(), random.random(), random.gauss(0, 1)]
+
+    def same(a, b):
+        return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+
+    np.random.randn(), random.gauss(0, 1)  # leave a cached Gaussian in both
+    live = ck.rng_state()
+    first = draws()
+    ck.set_rng_state(torch.load(ck.atomic_save({"rng": live}, tmp_path / "r.pt"), weights_only=True)["rng"])
+    assert same(first, draws())
+    # a v1 checkpoint (numpy's and Python's generator states pickled as they are) still loads and resumes
+    v1_rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    first = draws()
+    ck.atomic_save(dict(state, rng=v1_rng, format="minidit-train-v1"), tmp_path / "v1.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(tmp_path / "v1.pt", weights_only=True)  # why v2 stores tensors
+    ck.set_rng_state(ck.load_checkpoint(tmp_path / "v1.pt")["rng"])
+    assert same(first, draws())
+
+
 def _final(run: Path) -> dict:
     return ck.load_checkpoint(ck.list_checkpoints(run / "checkpoints")[-1][1])
 
 
-@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     """Stopped at step 3 and resumed to 7 == straight to 7, bit for bit (model, EMA, optimizer).
 
@@ -89,7 +121,6 @@ def test_resume_is_exact(tmp_path):
     assert "(step=0000004)" in (first / "log.txt").read_text()
 
 
-@pytest.mark.slow
 def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     """Kill -9 a run that checkpoints every step; the newest complete .pt must load."""
     cmd = [sys.executable, "-m", "minidit.train", "--results-dir", str(tmp_path), *FAST,

@@ -91,7 +91,6 @@ def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
 
 # --- diffusers ------------------------------------------------------------------------------------
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kw", [dict(), dict(in_channels=1, patch_size=1, learn_sigma=False)])
 def test_to_diffusers_same_outputs_and_exact_round_trip(kw):
     from minidit.convert import from_diffusers, to_diffusers
@@ -114,7 +113,6 @@ def test_to_diffusers_same_outputs_and_exact_round_trip(kw):
         assert (model(x, t, y) - dm(x, timestep=t, class_labels=y).sample).abs().max() > 1e-3
 
 
-@pytest.mark.slow
 def test_diffusers_conversion_errors():
     from minidit.convert import from_diffusers, to_diffusers
     with pytest.raises(ValueError, match="only has the official architecture"):
@@ -126,7 +124,6 @@ def test_diffusers_conversion_errors():
         from_diffusers(dm)
 
 
-@pytest.mark.slow
 def test_model_without_label_dropout_exports_with_a_null_row():
     from minidit.convert import from_diffusers, to_diffusers
     model = randomize(tiny(class_dropout_prob=0.0)).eval()

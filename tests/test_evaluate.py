@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from minidit.errors import run_cli
 from minidit.evaluate import main
 from minidit.metrics import save_samples_npz, to_uint8
 from minidit.metrics.classifier import _split_tensors
@@ -24,7 +25,6 @@ def digits_cache(tmp_path_factory):
         yield cache
 
 
-@pytest.mark.slow
 def test_evaluate_cli_against_dataset_and_npz(digits_cache, tmp_path, capsys):
     x, y = _split_tensors("digits", False)
     save_samples_npz(tmp_path / "real.npz", to_uint8(x), y.numpy())
@@ -48,13 +48,14 @@ def test_evaluate_cli_against_dataset_and_npz(digits_cache, tmp_path, capsys):
     assert n["fid"] > m["fid"] + 5 and "class_accuracy" not in n
 
 
-def test_evaluate_cli_with_inception_standin(tmp_path):
+def test_evaluate_cli_with_inception_standin(tmp_path, capsys):
     from test_features import InceptionStandIn
 
     path = tmp_path / "inception-2015-12-05.pt"
     torch.jit.save(torch.jit.script(InceptionStandIn(dim=32)), str(path))  # small: fast FID
     rng = np.random.default_rng(0)
-    save_samples_npz(tmp_path / "a.npz", rng.integers(0, 256, (12, 10, 10, 3), dtype=np.uint8))
+    save_samples_npz(tmp_path / "a.npz", rng.integers(0, 256, (12, 10, 10, 3), dtype=np.uint8),
+                     labels=np.arange(12) % 4)               # ImageNet-style labels: not Inception's outputs
     save_samples_npz(tmp_path / "b.npz", rng.integers(0, 128, (12, 10, 10, 3), dtype=np.uint8))
     with pytest.warns(UserWarning, match="rank-deficient"):
         rc = main([str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--extractor",
@@ -62,6 +63,12 @@ def test_evaluate_cli_with_inception_standin(tmp_path):
     assert rc == 0
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["fid"] > 0 and "sfid" not in m and 1.0 <= m["inception_score"] <= 1008
+    # no class-accuracy row comparing 1008 Inception outputs with class ids, and the table says why
+    assert "class_accuracy" not in m and "not the data set's class ids" in m["unavailable"]["class_accuracy"]
+    assert "mixed_6/conv" in m["unavailable"]["sfid"]
+    printed = capsys.readouterr().out
+    assert "sFID: not available" in printed and "Class accuracy: not available" in printed
+    assert not list(tmp_path.glob("*.tmp.*"))                # the JSON was written atomically
 
 
 def test_evaluate_cli_errors(tmp_path, capsys):
@@ -79,12 +86,22 @@ def test_evaluate_cli_errors(tmp_path, capsys):
         ([str(tmp_path / "rgb.npz"), str(good)], "same size and channels"),
         ([str(tmp_path / "odd.npz"), str(tmp_path / "odd.npz")], "cannot guess a feature extractor"),
         ([str(good), str(good), "--extractor", "pytorch-fid:/x.pth"], "inception-2015-12-05.pt"),
+        ([str(good), str(good), "--batch-size", "0"], "--batch-size must be at least 1"),
+        ([str(good), str(good), "--batch-size", "-5"], "--batch-size must be at least 1"),
+        ([str(good), str(good), "--device", "tpu"], "not a device name"),
+        ([str(good), "--dataset", "digits", "--num-reference", "0"], "--num-reference must be at least 1"),
+        ([str(tmp_path / "cut.npz"), str(good)], r"cut\.npz is not a readable \.npz batch"),
     ]
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:200])
     import re
     for argv, pattern in cases:
-        assert main(argv + ["--no-progress"]) == 2, argv
+        with pytest.raises(SystemExit) as info:
+            run_cli(main, argv + ["--no-progress"])
+        assert info.value.code == 2, argv
         err = capsys.readouterr().err
         assert re.search(pattern, err), (argv, err)
+    with pytest.raises(ValueError, match="at least 1"):   # --debug: the exception itself
+        main([str(good), str(good), "--batch-size", "0", "--debug"])
     with pytest.raises(SystemExit):
         main([str(good)])                       # neither a reference file nor --dataset
     with pytest.raises(SystemExit):

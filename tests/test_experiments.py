@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from minidit.experiments import ablation, common, cost, scaling
-from minidit.flops import count_gflops
+from minidit.experiments.common import Recipe
+from minidit.flops import count_gflops, mfu, peak_throughput, sampling_compute_gflops, training_compute_gflops
 from minidit.models import get_model
 
 
@@ -35,10 +36,9 @@ def tiny_specs(**kw):
     base = dict(steps=4, fractions=(0.5, 1.0), batch_size=8, fid_samples=80, sampling_steps=2,
                 sweep_steps=(1, 2), warmup_steps=1)
     base.update(kw)
-    return scaling.grid_specs(("DiT-P/4",), **base)
+    return scaling.grid_specs(("DiT-P/4",), Recipe(**base))
 
 
-@pytest.mark.slow
 def test_grid_runs_caches_and_skips_finished_configs(tmp_path, pixel_features, monkeypatch):
     specs = tiny_specs()
     results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
@@ -83,10 +83,9 @@ def test_scaling_cli_smoke_and_report(tmp_path, pixel_features, capsys):
         scaling.main(["--smoke", "--models", "DiT-Q/3", "--out", str(tmp_path)])
 
 
-@pytest.mark.slow
 def test_ablation_smoke_run(tmp_path, pixel_features):
-    specs = ablation.ablation_specs(model="DiT-P/4", steps=3, fractions=(1 / 3, 1.0), batch_size=8,
-                                    fid_samples=80, sampling_steps=2, warmup_steps=1)
+    specs = ablation.ablation_specs("DiT-P/4", Recipe(steps=3, fractions=(1 / 3, 1.0), batch_size=8, fid_samples=80,
+                                                      sampling_steps=2, warmup_steps=1, sweep_steps=()))
     results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
     assert [r["spec"]["conditioning"] for r in results] == list(ablation.VARIANTS)
     gfl = {r["spec"]["conditioning"]: r["gflops"] for r in results}
@@ -116,15 +115,12 @@ def test_pearson_matches_numpy():
 
 def test_compute_formulas():
     # the paper's XL/2 run: 118.6 Gflops x 256 images x 400K steps x 3
-    assert scaling.training_compute_gflops(118.6, 256, 400_000) == pytest.approx(3.64339e10, rel=1e-5)
-    assert scaling.sampling_compute_gflops(118.6, 250, cfg=True) == pytest.approx(59_300.0)
-    assert scaling.sampling_compute_gflops(118.6, 250, cfg=False) == pytest.approx(29_650.0)
-    # the trainer's log reports the same MFU (it calls cost.mfu; None when the peak is unknown)
-    from minidit.training.logger import mfu as logger_mfu
-    assert cost.mfu(550.0, 118.6, 989.0) == pytest.approx(logger_mfu(550.0, 118.6, 989.0))
-    assert logger_mfu(550.0, 118.6, None) is None
-    assert cost.mfu(550.0, 118.6, 989.0) == pytest.approx(0.3957, abs=1e-4)
-    assert cost.peak_throughput(118.6, 989.0) == pytest.approx(1389.8, abs=0.1)
+    assert training_compute_gflops(118.6, 256, 400_000) == pytest.approx(3.64339e10, rel=1e-5)
+    assert sampling_compute_gflops(118.6, 250, cfg=True) == pytest.approx(59_300.0)
+    assert sampling_compute_gflops(118.6, 250, cfg=False) == pytest.approx(29_650.0)
+    assert mfu(550.0, 118.6, 989.0) == pytest.approx(0.3957, abs=1e-4)
+    assert mfu(550.0, 118.6, 989.0, passes=1) == pytest.approx(0.3957 / 3, abs=1e-4)
+    assert peak_throughput(118.6, 989.0) == pytest.approx(1389.8, abs=0.1)
     assert cost.latent_size(256) == 32 and cost.latent_size(512) == 64
     with pytest.raises(ValueError, match="248 or 256"):
         cost.latent_size(250)
@@ -132,6 +128,16 @@ def test_compute_formulas():
     assert total == pytest.approx(400_000 * 256 / 100 / 3600) and wall == pytest.approx(total / 8)
     rows = cost.cost_table()
     assert rows[-1]["mfu_vs_peak"] == pytest.approx(1.0)
+
+
+def test_one_recipe_for_both_experiments():
+    """The scaling grid and the ablation train with the same recipe, so their adaLN-Zero runs coincide."""
+    grid = scaling.grid_specs(("DiT-P/2",), common.RECIPE)[0]
+    abl = next(s for s in ablation.ablation_specs("DiT-P/2", common.RECIPE) if s.conditioning == "adaLN-Zero")
+    assert grid == abl and grid.key() == abl.key()
+    assert (grid.steps, grid.checkpoints, grid.batch_size, grid.lr, grid.warmup_steps, grid.ema_decay,
+            grid.fid_samples, grid.sampling_steps, grid.cfg_scale, grid.sweep_steps) == (
+        800, (200, 400, 800), 64, 1e-3, 100, 0.995, 500, 50, 1.0, (10, 25, 50))
 
 
 def test_summaries_on_hand_made_results():
@@ -156,8 +162,9 @@ def test_summaries_on_hand_made_results():
 
 
 def test_run_spec_validation():
+    spec = common.RECIPE.spec("DiT-P/2")
     with pytest.raises(ValueError, match="end at steps"):
-        common.RunSpec(steps=10, checkpoints=(5,))
+        common.RunSpec(**dict(spec.to_json(), steps=10, checkpoints=(5,)))
     assert common.checkpoint_steps(800, (0.25, 0.5, 1.0)) == (200, 400, 800)
     assert common.ema_decay_at(0, 0.995) == pytest.approx(0.1)
     assert common.ema_decay_at(10_000, 0.995) == 0.995

@@ -98,7 +98,6 @@ def test_extractor_spec_errors(tmp_path):
         get_feature_extractor("resnet")
 
 
-@pytest.mark.slow
 def test_digits_extractor_fid_grows_with_noise_and_blur(digits_extractor):
     ex = digits_extractor
     assert ex.test_accuracy > 0.95
@@ -120,7 +119,6 @@ def test_digits_extractor_fid_grows_with_noise_and_blur(digits_extractor):
     np.testing.assert_array_equal(again.features(x_test[:20]), ex.features(x_test[:20]))
 
 
-@pytest.mark.slow
 def test_digits_extractor_outputs_and_collapse_measure(digits_extractor):
     ex = digits_extractor
     x, y = _split_tensors("digits", False)
@@ -197,3 +195,29 @@ def test_shapes_classifier_held_out_accuracy(shapes_extractor):
     # the cache gives back the same network
     again = get_feature_extractor("shapes", verbose=False)
     np.testing.assert_array_equal(again.features(x_test[:20]), ex.features(x_test[:20]))
+
+
+def test_an_extractor_refuses_images_it_was_not_made_for(digits_extractor, standin_path):
+    """The 'shapes' CNN takes 32x32 RGB: 8x8 grey digits used to be repeated to RGB and pass unchecked
+    (a meaningless FID). Only Inception, a network for any picture, repeats grey to RGB."""
+    shapes_like = type(digits_extractor)(digits_extractor.model, "shapes-like")
+    shapes_like.channels, shapes_like.image_size = 3, 32
+    with pytest.raises(ValueError, match="'shapes-like' extractor expects 3-channel images, got 1"):
+        shapes_like.features(np.zeros((2, 8, 8, 1), np.uint8))
+    with pytest.raises(ValueError, match="expects 32x32 images, got 8x8"):
+        shapes_like.features(np.zeros((2, 8, 8, 3), np.uint8))
+    inception = get_feature_extractor(f"inception:{standin_path}")
+    assert inception.features(np.zeros((2, 8, 8, 1), np.uint8)).shape == (2, 2048)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="batch size must be a positive integer"):
+            inception.batch_size = bad
+
+
+def test_no_class_accuracy_from_inception_outputs(standin_path):
+    """Inception's 1008 outputs follow the TensorFlow graph's label map, not ImageNet class ids."""
+    inception = get_feature_extractor(f"inception:{standin_path}")
+    assert not inception.labels_are_class_ids
+    with pytest.raises(ValueError, match="not the data set's class ids"):
+        class_accuracy(np.zeros((2, 8, 8, 3), np.uint8), [0, 1], inception)
+    with pytest.raises(NotImplementedError, match="mixed_6/conv"):
+        inception.spatial_features(np.zeros((2, 8, 8, 3), np.uint8))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minidit.flops import block_gflops, count_gflops, count_macs, num_patches
+from minidit.flops import (PEAK_TFLOPS_BF16, block_gflops, count_gflops, count_macs, mfu, num_patches, peak_throughput,
+                           peak_tflops, sampling_compute_gflops, training_compute_gflops)
 from minidit.models import DiT, DiT_models
 
 # Table 4 of the paper (forward Gflops per image, 256x256 images = 32x32 latents)
@@ -50,7 +51,6 @@ def test_num_patches():
         num_patches(32, 3)
 
 
-@pytest.mark.slow
 def test_conditioning_variants_cost_as_in_figure_5():
     """Figure 5 reports XL/2 Gflops: adaLN-Zero 118.6, cross-attention 137.6, in-context 119.4, adaLN 118.6."""
     expected = {"adaLN-Zero": 118.6, "cross-attention": 137.6, "in-context": 119.4, "adaLN": 118.6}
@@ -70,3 +70,17 @@ def test_counts_a_real_small_model_without_touching_its_weights():
         + 256 * D + D * D
     assert g == pytest.approx(by_hand / 1e9, rel=1e-9)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_peak_table_and_mfu_agree_with_the_data_sheets():
+    # the override wins; a CPU has no known peak (MFU is then not reported)
+    assert peak_tflops(torch.device("cpu"), "bf16", 123.0) == 123.0
+    assert peak_tflops(torch.device("cpu"), "bf16") is None
+    # more specific names first, so an "H100 PCIe" is not read as the SXM part
+    names = list(PEAK_TFLOPS_BF16)
+    assert names.index("H100 SXM") < names.index("H100") and names.index("H100 PCIe") < names.index("H100")
+    # DiT-XL/2 at 550 images/s on an H100 SXM in bf16: 550 x 3 x 2 x 118.6e9 / 989e12
+    assert mfu(550.0, 118.6, 989.0) == pytest.approx(550 * 6 * 118.6e9 / 989e12)
+    assert peak_throughput(118.6, 989.0) * 6 * 118.6e9 == pytest.approx(989e12)
+    assert training_compute_gflops(118.6, 256, 400_000) == pytest.approx(3 * 118.6 * 256 * 400_000)
+    assert sampling_compute_gflops(118.6, 250, cfg=True) == 2 * sampling_compute_gflops(118.6, 250, cfg=False)

@@ -77,6 +77,28 @@ def test_fid_bad_inputs():
         fid_from_features(np.random.rand(10, 3), np.random.rand(10, 4))
 
 
+def test_fid_refuses_moments_that_are_not_a_gaussians():
+    rng = np.random.default_rng(0)
+    mu, sigma = feature_statistics(rng.normal(size=(50, 6)))
+    nan_mu, nan_sigma = mu.copy(), sigma.copy()
+    nan_mu[2], nan_sigma[1, 1] = np.nan, np.inf
+    with pytest.raises(ValueError, match="first Gaussian.*NaN or inf"):
+        frechet_distance(nan_mu, sigma, mu, sigma)
+    with pytest.raises(ValueError, match="second Gaussian.*NaN or inf"):
+        frechet_distance(mu, sigma, mu, nan_sigma)
+    not_psd = sigma - 2 * np.linalg.eigvalsh(sigma)[-1] * np.outer(np.eye(6)[0], np.eye(6)[0])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        frechet_distance(mu, not_psd, mu, sigma)
+    skew = sigma + np.triu(np.ones((6, 6)), 1) * 0.1
+    with pytest.raises(ValueError, match="not symmetric"):
+        frechet_distance(mu, sigma, mu, skew)
+    # what np.cov leaves -- round-off asymmetry, tiny negative eigenvalues of a singular covariance -- passes
+    a = rng.normal(size=(3, 40))
+    cov = np.cov(a, rowvar=False)                                   # rank 2 in 40-d
+    assert frechet_distance(a.mean(0), cov, a.mean(0), cov) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(mu, sigma.astype(np.float32), mu, sigma) == pytest.approx(0.0, abs=1e-5)
+
+
 def test_feature_statistics_matches_numpy():
     x = np.random.default_rng(4).normal(size=(50, 6)).astype(np.float32)
     mu, sigma = feature_statistics(x)

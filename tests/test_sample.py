@@ -41,24 +41,26 @@ def test_npz_batch_in_adm_format(ckpt, tmp_path):
     assert images.std() > 0
 
 
-def test_generate_matches_the_official_cfg_recipe(ckpt):
-    """Guided sampling == running the doubled batch through forward_with_cfg by hand."""
-    from minidit.diffusion import create_diffusion
+def test_sample_cli_draws_step_noise_apart_from_the_starting_noise(ckpt, tmp_path, monkeypatch):
+    """minidit.sample used to seed torch.manual_seed(seed) and its x_T generator with the same seed, so
+    on a CPU the first DDPM step's noise was x_T itself. Now: separate streams, and per rank."""
+    from minidit.training.distributed import DistInfo, rank_seed
 
-    model, args, vae = sample_mod.load_for_sampling(ckpt)
-    assert vae is None and args["model"] == "DiT-P/2"
-    diffusion = create_diffusion("2")
-    labels = torch.tensor([3, 7])
-    torch.manual_seed(0)
-    got = sample_mod.generate(model, diffusion, labels, (1, 8, 8), 10, cfg_scale=2.0,
-                              generator=torch.Generator().manual_seed(5))
-    torch.manual_seed(0)
-    z = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
-    z = torch.cat([z, z])
-    y = torch.tensor([3, 7, 10, 10])
-    ref = diffusion.p_sample_loop(model.forward_with_cfg, z.shape, z, clip_denoised=False,
-                                  model_kwargs=dict(y=y, cfg_scale=2.0))[:2].clamp(-1, 1)
-    torch.testing.assert_close(got, ref)
+    drawn, real = [], torch.randn_like
+    monkeypatch.setattr(torch, "randn_like", lambda x, *a, **k: drawn.append(real(x, *a, **k)) or drawn[-1])
+    for rank in (0, 1):
+        drawn.clear()
+        monkeypatch.setattr(sample_mod, "init_distributed", lambda device, r=rank: DistInfo(rank=r, world_size=2))
+        monkeypatch.setattr(sample_mod, "_gather", lambda local, mine, n, *a: torch.zeros(n, *local.shape[1:]))
+        monkeypatch.setattr(sample_mod, "cleanup_distributed", lambda: None)
+        sample_mod.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "s.npz"), "--num-samples", "64",
+                         "--cfg-scale", "1", "--num-sampling-steps", "3", "--seed", "4", "--no-progress"])
+        # this rank's 32 samples start from its own generator, seeded seed * world_size + rank
+        x_T = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(rank_seed(4, 2, rank)))
+        first_step = drawn[0]
+        assert first_step.shape == x_T.shape and not torch.allclose(first_step, x_T)
+        r = torch.corrcoef(torch.stack([first_step.flatten(), x_T.flatten()]))[0, 1]
+        assert abs(float(r)) < 0.15
 
 
 def test_ema_and_raw_weights_differ(ckpt):
@@ -89,6 +91,15 @@ def test_official_style_checkpoint(tmp_path):
     (["--class-labels", "3,12"], r"\[12\] outside \[0, 9\]"),
     (["--class-labels", "a,b"], "comma-separated integers"),
     (["--num-samples", "0"], "at least 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--per-proc-batch-size", "-2"], "--batch-size must be at least 1"),
+    (["--num-sampling-steps", "0"], "--num-sampling-steps must be at least 1"),
+    (["--cfg-scale", "-1"], "finite number >= 0"),
+    (["--cfg-scale", "nan"], "finite number >= 0"),
+    (["--device", "gpu7"], "not a device name"),
+    (["--model", "DiT-S/2"], "holds a DiT-P/2 model.*--model DiT-S/2 was asked for"),
+    (["--image-size", "16"], "trained with image_size 8.*--image-size 16"),
+    (["--vae", "ema"], "trained with vae .*--vae ema was asked for"),
 ])
 def test_bad_sampling_input(ckpt, tmp_path, argv, match):
     argv = [a if a != "samples.jpg" else str(tmp_path / a) for a in argv]
@@ -102,3 +113,84 @@ def test_bad_sampling_input(ckpt, tmp_path, argv, match):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         sample_mod.main(["--ckpt", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.png")])
+
+
+def test_out_and_sample_dir_exclude_each_other(ckpt, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sample_mod.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "s.npz"), "--sample-dir", str(tmp_path)])
+    assert "not allowed with argument --out" in capsys.readouterr().err
+
+
+def test_cfg_scale_between_0_and_1_warns(ckpt, tmp_path):
+    with pytest.warns(UserWarning, match="between 0 and 1"):
+        sample_mod.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "s.npz"), "--num-samples", "2",
+                         "--cfg-scale", "0.5", "--num-sampling-steps", "1", "--no-progress"])
+
+
+def test_official_flags_are_aliases(ckpt, tmp_path):
+    """sample_ddp.py's --per-proc-batch-size, --num-fid-samples, --global-seed and --sample-dir (its .npz is
+    f"{sample_dir}/{model}-{ckpt}-size-{image_size}-vae-{vae}-cfg-{cfg_scale}-seed-{global_seed}.npz")."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        official = sample_mod.main(["--ckpt", str(ckpt), "--sample-dir", str(tmp_path / "samples"),
+                                    "--num-fid-samples", "6", "--per-proc-batch-size", "4", "--global-seed", "3",
+                                    "--num-sampling-steps", "2", "--no-progress", "--no-tf32"])
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (False, False)
+        ours = sample_mod.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "ours.npz"), "--num-samples", "6",
+                                "--batch-size", "4", "--seed", "3", "--num-sampling-steps", "2", "--no-progress"])
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)  # default on
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    assert official == tmp_path / "samples" / f"DiT-P-2-{ckpt.stem}-size-8-vae-none-cfg-1.5-seed-3.npz"
+    with np.load(official) as a, np.load(ours) as b:
+        assert a["arr_0"].shape == (6, 8, 8, 1) and np.array_equal(a["arr_0"], b["arr_0"])
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp.*")) == []    # written atomically: no leftovers
+    args = sample_mod.build_parser().parse_args(["--ckpt", "x"])
+    assert (args.batch_size, args.num_samples, args.seed, args.tf32) == (64, None, 0, True)
+
+
+@pytest.mark.parametrize("out, official_default", [("grid.png", "mse"), ("batch.npz", "ema")])
+def test_vae_default_follows_the_official_script(out, official_default, tmp_path, monkeypatch):
+    """Official: sample.py (a picture) --vae default mse, sample_ddp.py (an FID batch) --vae default ema."""
+    from minidit import generation
+    from minidit.models import get_model
+
+    asked = []
+    monkeypatch.setattr(generation, "build_vae", lambda name, device: asked.append(name))   # no VAE: pixels
+    path = tmp_path / "official.pt"
+    torch.save(get_model("DiT-P/4", input_size=8, in_channels=1, num_classes=10).state_dict(), path)
+    sample_mod.main(["--ckpt", str(path), "--model", "DiT-P/4", "--image-size", "8", "--num-samples", "2",
+                     "--num-sampling-steps", "1", "--out", str(tmp_path / out), "--no-progress"])
+    assert asked == [official_default]
+
+
+def test_official_checkpoint_of_another_model(tmp_path):
+    from minidit.models import get_model
+
+    path = tmp_path / "official.pt"
+    torch.save(get_model("DiT-P/4", input_size=8, in_channels=3, num_classes=10).state_dict(), path)
+    with pytest.raises(ValueError, match=r"holds DiT-P/4 weights, but --model DiT-P/2 was asked for; pass --model DiT-P/4"):
+        sample_mod.main(["--ckpt", str(path), "--model", "DiT-P/2", "--image-size", "8", "--vae", "none",
+                         "--out", str(tmp_path / "x.png")])
+    with pytest.raises(ValueError, match="10 classes, but --num-classes 1000"):
+        sample_mod.main(["--ckpt", str(path), "--model", "DiT-P/4", "--image-size", "8", "--vae", "none",
+                         "--num-classes", "1000", "--out", str(tmp_path / "x.png")])
+
+
+def test_corrupt_checkpoint_names_the_file(ckpt, tmp_path):
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes(ckpt.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"cannot read checkpoint .*cut\.pt"):
+        sample_mod.main(["--ckpt", str(bad), "--out", str(tmp_path / "s.png")])
+
+
+def test_cli_errors_are_one_line_unless_debug(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "minidit.sample", "--ckpt", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "s.png")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: checkpoint") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "FileNotFoundError" in proc.stderr

@@ -30,11 +30,37 @@ FORMAT_VERSION = 1
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
 
 
+RERUN = "rerun the same `python -m minidit.extract ...` command: it redoes just the missing shards"
+REDO = f"delete it and {RERUN}"
+
+
+def read_safetensors_header(path: Path) -> tuple[int, dict]:
+    """``(header length, JSON header)`` of a safetensors file, checked against the file's size: a
+    truncated or foreign file is a ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"latents: shard {path} is missing; {RERUN}")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size - 8:
+                raise ValueError(f"a header of {header_len} bytes in a file of {size}")
+            header = json.loads(f.read(header_len))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        end = max((info["data_offsets"][1] for name, info in header.items() if name != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
+        raise ValueError(f"latents: shard {path} is not a readable safetensors file ({e}); {REDO}") from None
+    if 8 + header_len + end > size:
+        raise ValueError(f"latents: shard {path} is truncated ({size} bytes, its header promises "
+                         f"{8 + header_len + end}); {REDO}")
+    return header_len, header
+
+
 def memmap_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Memory-map every tensor of a safetensors file (layout: u64 header size, JSON header, bytes)."""
-    with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_len))
+    header_len, header = read_safetensors_header(path)
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -59,7 +85,13 @@ def read_manifest(root) -> dict:
                 "`python -m minidit.extract ...` command to resume it" if partial else
                 "create one with `python -m minidit.extract --data ... --vae ... --out DIR`")
         raise FileNotFoundError(f"latents: no manifest.json in {root}; {hint}")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"latents: {path} is not readable ({e}); rerun the same `python -m minidit.extract ...` "
+                         "command to write it again (finished shards are kept)") from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"latents: {path} has format_version {manifest.get('format_version')}, this minidit reads "
                          f"{FORMAT_VERSION}; re-extract with this version")
@@ -79,6 +111,11 @@ class Latents(ImageDataset):
         self.manifest = m = read_manifest(self.root)
         self.random_flip, self.sample = flip, sample
         self.shards = [memmap_safetensors(self.root / s["file"]) for s in m["shards"]]
+        for info, shard in zip(m["shards"], self.shards):
+            shape = tuple(shard["mean"].shape[2:]) if "mean" in shard else None
+            if "labels" not in shard or shape != tuple(m["latent_shape"]):
+                raise ValueError(f"latents: shard {self.root / info['file']} does not hold this extraction's "
+                                 f"mean {tuple(m['latent_shape'])} and labels; {REDO}")
         counts = [len(s["labels"]) for s in self.shards]
         if sum(counts) != m["count"]:
             raise ValueError(f"latents: the shards in {self.root} hold {sum(counts)} samples, the manifest says "

@@ -1,4 +1,4 @@
-"""Closed forms of the Gaussian diffusion chain, as plain tensor functions.
+"""Closed forms of the Gaussian diffusion chain, as plain tensor functions (used by gaussian_diffusion.py).
 
 These are the equations of DDPM (Ho et al. 2020) and Improved DDPM (Nichol & Dhariwal 2021) that
 DiT trains and samples with. ``GaussianDiffusion`` gathers the schedule values for a batch of
@@ -25,7 +25,7 @@ def noisy_sample(x_0: torch.Tensor, alpha_bar_t: torch.Tensor, eps: torch.Tensor
     ``alpha_bar_t`` broadcasts against ``x_0`` (e.g. shape (N, 1, 1, 1)). Returns x_t with the
     broadcast shape of the inputs.
     """
-    # BEGIN SOLUTION ch01
+    # BEGIN SOLUTION ch01 difficulty=1 minutes=10
     # x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps
     return torch.sqrt(alpha_bar_t) * x_0 + torch.sqrt(1 - alpha_bar_t) * eps
     # END SOLUTION
@@ -41,7 +41,7 @@ def predict_x0_from_eps(x_t: torch.Tensor, alpha_bar_t: torch.Tensor, eps: torch
 
     ``alpha_bar_t`` broadcasts against ``x_t`` and ``eps``.
     """
-    # BEGIN SOLUTION ch02
+    # BEGIN SOLUTION ch02 difficulty=1 minutes=10
     # x_0 = sqrt(1 / alpha_bar_t) * x_t - sqrt(1 / alpha_bar_t - 1) * eps
     return torch.sqrt(1 / alpha_bar_t) * x_t - torch.sqrt(1 / alpha_bar_t - 1) * eps
     # END SOLUTION
@@ -71,7 +71,7 @@ def posterior_mean_variance(x_0: torch.Tensor, x_t: torch.Tensor, beta_t: torch.
     The schedule arguments broadcast against ``x_0``/``x_t`` (e.g. shape (N, 1, 1, 1)).
     Returns ``(mean, variance)``: mean shaped like x_t, variance shaped like the schedule args.
     """
-    # BEGIN SOLUTION ch02
+    # BEGIN SOLUTION ch02 difficulty=2 minutes=20
     # alpha_t = 1 - beta_t
     alpha_t = 1 - beta_t
     # coef_x0 = beta_t sqrt(alpha_bar_prev) / (1 - alpha_bar_t)
@@ -99,7 +99,7 @@ def learned_range_log_variance(v: torch.Tensor, min_log: torch.Tensor, max_log: 
     posterior variance ``beta tilde_t`` (the lower bound). v = 1 gives beta_t, v = -1 gives beta
     tilde_t. ``v`` is not clamped, exactly as in the official code. Shapes broadcast.
     """
-    # BEGIN SOLUTION ch08
+    # BEGIN SOLUTION ch08 difficulty=1 minutes=10
     # frac = (v + 1) / 2   maps v in [-1, 1] to [0, 1]
     frac = (v + 1) / 2
     # log_var = frac * max_log + (1 - frac) * min_log

@@ -7,6 +7,8 @@ At sampling time we push the prediction away from the unconditional one::
     eps_guided = eps(x_t, null) + s * (eps(x_t, y) - eps(x_t, null))
 
 s = 1 is plain conditional sampling; DiT's best FID uses s = 1.5.
+(Classifier guidance, which steers with the gradient of a second, noise-aware classifier
+network instead, is in ``classifier_guidance.py``.)
 
 The official pattern, which ``sample_with_guidance`` wraps: double the batch -- the same noise
 twice, labels ``y`` for the first half and the null class ``num_classes`` for the second -- and
@@ -31,7 +33,7 @@ def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float) 
     scale = 1 returns ``eps_cond``; scale = 0 returns ``eps_uncond``; scale > 1 extrapolates
     beyond the conditional prediction (stronger class adherence, less diversity).
     """
-    # BEGIN SOLUTION ch07
+    # BEGIN SOLUTION ch07 difficulty=1 minutes=5
     # eps_guided = eps_uncond + s (eps_cond - eps_uncond)
     return eps_uncond + scale * (eps_cond - eps_uncond)
     # END SOLUTION

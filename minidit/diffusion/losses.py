@@ -17,7 +17,7 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 
     Losses are reported per example so that callers can weight or inspect them per timestep.
     """
-    # BEGIN SOLUTION ch02
+    # BEGIN SOLUTION ch02 difficulty=1 minutes=5
     # mean over dims 1 .. ndim-1: (N, C, H, W) -> (N,)
     return x.mean(dim=tuple(range(1, x.ndim)))
     # END SOLUTION
@@ -31,7 +31,7 @@ def simple_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     (DDPM's simplified objective; DiT paper §3.1. With x_0-prediction the same function is used
     with ``x_0`` in place of ``eps``.)
     """
-    # BEGIN SOLUTION ch02
+    # BEGIN SOLUTION ch02 difficulty=1 minutes=5
     # L_simple = mean_flat((eps - eps_pred)^2)
     return mean_flat((eps - eps_pred) ** 2)
     # END SOLUTION
@@ -48,7 +48,7 @@ def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor,
 
     Arguments are tensors (or floats, as long as one of them is a tensor) that broadcast.
     """
-    # BEGIN SOLUTION ch08
+    # BEGIN SOLUTION ch08 difficulty=2 minutes=15
     ref = next(a for a in (mean1, logvar1, mean2, logvar2) if torch.is_tensor(a))
     # floats -> tensors, so torch.exp works on them
     logvar1, logvar2 = (a if torch.is_tensor(a) else torch.tensor(a).to(ref) for a in (logvar1, logvar2))
@@ -90,7 +90,7 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor,
     Probabilities are clamped at 1e-12 before the log (as in the official code), so the result
     is finite. ``x``, ``means`` and ``log_scales`` broadcast; the result has their broadcast shape.
     """
-    # BEGIN SOLUTION ch08
+    # BEGIN SOLUTION ch08 difficulty=3 minutes=35
     # 1 / sigma
     inv_sigma = torch.exp(-log_scales)
     centered = x - means

@@ -11,9 +11,24 @@ The model is still called with the ORIGINAL timestep ``s_i``: that is what it wa
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .gaussian_diffusion import GaussianDiffusion
+
+
+def check_respacing(section_counts) -> None:
+    """Refuse a respacing that is neither a string nor whole step counts: ``25.0`` or ``[12.5]``
+    would otherwise fail deep inside, or be rounded silently."""
+    counts = section_counts if isinstance(section_counts, (list, tuple)) else [section_counts]
+    if isinstance(section_counts, str):
+        return                                    # the string forms are checked by space_timesteps
+    bad = [c for c in counts if isinstance(c, bool) or not isinstance(c, numbers.Integral)]
+    if bad or not counts:
+        raise ValueError(f"timestep respacing {section_counts!r}: give whole step counts, e.g. 250, \"250\", "
+                         f"[10, 20] or \"ddim50\" (not {bad[0]!r})" if bad else
+                         f"timestep respacing {section_counts!r}: give at least one step count")
 
 
 def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
@@ -39,7 +54,7 @@ def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
     (The official function returns a set; a sorted list is easier to read and is what the
     respaced chain needs.)
     """
-    # BEGIN SOLUTION ch07
+    # BEGIN SOLUTION ch07 difficulty=3 minutes=45
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
             try:

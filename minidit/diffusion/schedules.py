@@ -30,7 +30,7 @@ def linear_beta_schedule(num_timesteps: int) -> np.ndarray:
 
     Returns a float64 numpy array of shape (num_timesteps,).
     """
-    # BEGIN SOLUTION ch01
+    # BEGIN SOLUTION ch01 difficulty=1 minutes=10
     # scale = 1000 / T keeps the total amount of noise roughly independent of T (official code)
     scale = 1000 / num_timesteps
     # betas = linspace(scale * 1e-4, scale * 0.02, T), endpoints included, in float64
@@ -54,7 +54,7 @@ def cosine_beta_schedule(num_timesteps: int, max_beta: float = 0.999) -> np.ndar
 
     Returns a float64 numpy array of shape (num_timesteps,).
     """
-    # BEGIN SOLUTION ch01
+    # BEGIN SOLUTION ch01 difficulty=2 minutes=20
     s = 0.008
 
     def f(u: float) -> float:
@@ -88,7 +88,7 @@ def snr(alpha_bar: torch.Tensor) -> torch.Tensor:
     falls monotonically from large (t = 0) to about 0 (t = T - 1). Works elementwise on a tensor
     of any shape.
     """
-    # BEGIN SOLUTION ch01
+    # BEGIN SOLUTION ch01 difficulty=1 minutes=5
     # SNR_t = alpha_bar_t / (1 - alpha_bar_t)
     return alpha_bar / (1 - alpha_bar)
     # END SOLUTION

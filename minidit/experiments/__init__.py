@@ -3,8 +3,10 @@
 * ``ablation`` -- Figure 5: the four conditioning variants trained with one budget, FID over training;
 * ``scaling``  -- Figures 2, 8, 9, 10: model size x patch size, FID vs Gflops / training compute /
   sampling compute;
-* ``cost``     -- what the full-size DiT-XL/2 run costs (MFU, GPU-hours, latent size);
-* ``common``   -- the shared training-and-FID loop and the JSON result cache.
+* ``cost``     -- what the full-size DiT-XL/2 run costs (latent size, GPU-hours; MFU is in
+  minidit/flops.py);
+* ``common``   -- the one recipe both scripts train with, the training-and-FID run, the JSON cache;
+* ``cli``      -- the command line both scripts share.
 
 Run them as ``python -m minidit.experiments.scaling`` / ``python -m minidit.experiments.ablation``.
 """

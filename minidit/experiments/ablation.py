@@ -3,19 +3,24 @@
 The paper trains DiT-XL/2 four times, changing only how the timestep and class enter the blocks
 (Figure 3): in-context tokens, cross-attention, adaLN and adaLN-Zero, and plots FID-50K over
 400K steps: adaLN-Zero is best at every point of training. Here: the same four variants of one
-small model (default DiT-P/2 on 8x8 digits, 16 tokens; the\nscaling grid's recipe) trained with one budget (same steps,
-batch, learning rate, data order and seed), FID of the EMA model at several checkpoints.
-Cached as one JSON per (variant, seed) like the scaling grid.
+small model (default DiT-P/2 on 8x8 digits, 16 tokens) trained with the scaling grid's recipe
+(same steps, batch, learning rate, data order and seed), FID of the EMA model at several
+checkpoints. Cached as one JSON per (variant, seed) like the scaling grid.
 
     python -m minidit.experiments.ablation --smoke
     python -m minidit.experiments.ablation                 # ~25 min on a busy 2-core CPU
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+
+from minidit.models import CONDITIONINGS
+
+from . import cli
+from .common import RECIPE, SMOKE_RECIPE, Recipe, RunSpec, load_result, save_result
 
 # the paper's Figure 5 order (worst to best there)
 VARIANTS = ("in-context", "cross-attention", "adaLN", "adaLN-Zero")
@@ -36,7 +41,7 @@ def area_under_fid_curve(steps, fids) -> float:
     (Figure 5's claim is "at all stages of training"). Raise ``ValueError`` if the lengths differ,
     n < 2, or ``steps`` is not strictly increasing.
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=15
     s = np.asarray(steps, dtype=np.float64)
     f = np.asarray(fids, dtype=np.float64)
     if s.shape != f.shape or s.ndim != 1 or s.size < 2:
@@ -56,7 +61,7 @@ def final_fid_ranking(curves: dict[str, list[float]]) -> list[str]:
     training order. Ties are broken by the name (alphabetically) so the ranking is deterministic.
     Raise ``ValueError`` if a curve is empty.
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     for name, fids in curves.items():
         if len(fids) == 0:
             raise ValueError(f"the FID curve of {name!r} is empty")
@@ -72,7 +77,7 @@ def gflops_overhead(gflops: dict[str, float], baseline: str = "adaLN-Zero") -> d
     attention adds ~15% Gflops to DiT-XL/2, in-context and adaLN are within a fraction of a percent.
     Raise ``ValueError`` if the baseline is missing or its Gflops are not positive.
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     if baseline not in gflops or gflops[baseline] <= 0:
         raise ValueError(f"baseline {baseline!r} missing or non-positive in {sorted(gflops)}")
     base = gflops[baseline]
@@ -82,25 +87,17 @@ def gflops_overhead(gflops: dict[str, float], baseline: str = "adaLN-Zero") -> d
 
 # ------------------------------------------------------------------------------ the experiment
 
-def ablation_specs(model: str = "DiT-P/2", steps: int = 800, fractions=(0.25, 0.5, 1.0), seeds=(0,),
-                   batch_size: int = 64, fid_samples: int = 500, sampling_steps: int = 50,
-                   cfg_scale: float = 1.0, lr: float = 1e-3, warmup_steps: int = 100, variants=VARIANTS,
-                   sweep_steps=()):
-    """One RunSpec per variant x seed: same model, steps, batch, lr, data order and seed.
+def ablation_specs(model: str = "DiT-P/2", recipe: Recipe = RECIPE, variants=VARIANTS, seeds=(0,)) -> list[RunSpec]:
+    """One RunSpec per variant x seed: same model, recipe, data order and seed.
 
-    The normal run uses exactly the scaling grid's recipe, so its adaLN-Zero run IS the scaling
-    grid's run of the same model (same JSON; a cached one is reused by copying it over).
+    With the shared recipe the adaLN-Zero run IS the scaling grid's run of the same model (same
+    JSON; a cached one is reused by copying it over).
     """
-    from .common import RunSpec, checkpoint_steps
-
-    return [RunSpec(model=model, conditioning=v, steps=steps, checkpoints=checkpoint_steps(steps, fractions),
-                    batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=s, fid_samples=fid_samples,
-                    sampling_steps=sampling_steps, cfg_scale=cfg_scale, sweep_steps=tuple(sweep_steps))
-            for v in variants for s in seeds]
+    return [recipe.spec(model, conditioning=v, seed=s) for v in variants for s in seeds]
 
 
-SMOKE = dict(model="DiT-P/2", steps=16, fractions=(0.5, 1.0), batch_size=16, fid_samples=100,
-             sampling_steps=5, warmup_steps=4)
+# The smoke ablation is shorter than the scaling grid's smoke run and skips the sampling sweep.
+SMOKE_ABLATION = dataclasses.replace(SMOKE_RECIPE, steps=16, warmup_steps=4, sweep_steps=())
 
 
 def curves_of(results: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
@@ -152,66 +149,41 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minidit.experiments.ablation",
-                                description="DiT conditioning ablation (Figure 5) at CPU scale on 8x8 digits")
-    p.add_argument("--smoke", action="store_true", help="a tiny run in seconds (also MINIDIT_SMOKE=1)")
-    p.add_argument("--model", default=None, help="model for all variants (default DiT-P/2)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per variant (default 800)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated conditioning variants")
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--fid-samples", type=int, default=None)
-    p.add_argument("--sampling-steps", type=int, default=None)
-    p.add_argument("--cfg-scale", type=float, default=1.0)
-    p.add_argument("--out", default=None, help="results folder (default: the minidit cache)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--report", action="store_true", help="print the table from the cache, train nothing")
-    return p
-
-
 def default_out(smoke: bool) -> Path:
-    from minidit.env import cache_dir
-
-    return cache_dir("experiments", "ablation-smoke" if smoke else "ablation")
+    return cli.results_dir("ablation", smoke)
 
 
 def reuse_scaling_runs(specs, out: Path, smoke: bool) -> None:
     """Copy the scaling grid's cached run of an identical spec (the adaLN-Zero one) instead of retraining."""
-    from .common import load_result, save_result
-    from .scaling import default_out as scaling_out
-
     for spec in specs:
         if load_result(out, spec) is None:
-            cached = load_result(scaling_out(smoke), spec)
+            cached = load_result(cli.results_dir("scaling", smoke), spec)
             if cached is not None:
                 save_result(out, spec, cached)
 
 
+def variants_of(arg: str) -> tuple[str, ...]:
+    variants = tuple(v.strip() for v in arg.split(",") if v.strip())
+    bad = [v for v in variants if v not in CONDITIONINGS]
+    if bad:
+        raise SystemExit(f"error: unknown conditioning variant(s) {bad}; choose from {list(CONDITIONINGS)}")
+    return variants
+
+
 def main(argv=None) -> list[dict]:
-    from minidit.models import CONDITIONINGS
+    p = cli.build_parser("python -m minidit.experiments.ablation",
+                         "DiT conditioning ablation (Figure 5) at CPU scale on 8x8 digits")
+    p.add_argument("--model", default="DiT-P/2", help="model for all variants")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated conditioning variants")
+    args = p.parse_args(argv)
+    smoke, out = cli.start(args, "ablation")
+    if args.report:
+        return cli.report(out, summarize)
+    recipe = cli.recipe_from_args(args, SMOKE_ABLATION if smoke else RECIPE)
+    specs = ablation_specs(args.model, recipe, variants_of(args.variants), seeds=cli.seeds_of(args))
+    reuse_scaling_runs(specs, out, smoke)
+    return cli.run_and_report(specs, out, summarize, desc="conditioning ablation")
 
-    from .common import grid_main
-
-    args = build_parser().parse_args(argv)
-
-    def make_specs(smoke: bool, out: Path) -> list:
-        cfg = dict(SMOKE) if smoke else dict(model="DiT-P/2", steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64,
-                                             fid_samples=500, sampling_steps=50, warmup_steps=100,
-                                             sweep_steps=(10, 25, 50))
-        for key in ("model", "steps", "batch_size", "fid_samples", "sampling_steps"):
-            if getattr(args, key) is not None:
-                cfg[key] = getattr(args, key)
-        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-        bad = [v for v in variants if v not in CONDITIONINGS]
-        if bad:
-            raise SystemExit(f"error: unknown conditioning variant(s) {bad}; choose from {list(CONDITIONINGS)}")
-        seeds = tuple(int(s) for s in args.seeds.split(","))
-        specs = ablation_specs(seeds=seeds, cfg_scale=args.cfg_scale, variants=variants, **cfg)
-        reuse_scaling_runs(specs, out, smoke)
-        return specs
-
-    return grid_main(args, default_out, summarize, make_specs, desc="conditioning ablation")
 
 if __name__ == "__main__":
     main()

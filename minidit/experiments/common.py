@@ -1,17 +1,16 @@
 """The machinery the paper's experiments share: train one DiT on digits, measure FID along the way.
 
-Every run of the ablation (chapter 11) and of the scaling study (chapter 12) is the same recipe
-with one knob turned: the model name (size x patch size) or the conditioning variant. A run is
-described by a ``RunSpec``; ``run_experiment`` trains it with minidit's own pieces (the loss of
-``minidit.training.objective``, AdamW and the lr schedule of ``minidit.training.optim``, the EMA
-of ``minidit.training.ema``) and, at each checkpoint step, measures FID of the EMA model. The
-result is a plain dict, cached as one JSON file per (config, seed), so an interrupted grid
-resumes where it stopped and a notebook can plot results without retraining.
+Every run of the ablation (chapter 11) and of the scaling study (chapter 12) is the same
+``Recipe`` with one knob turned: the model name (size x patch size) or the conditioning variant.
+A run is described by a ``RunSpec``; ``run_experiment`` trains it with the trainer's own step
+(``minidit.training.step.train_step``: loss, backward, AdamW, EMA) and lr schedule and, at each
+checkpoint step, measures FID of the EMA model. The result is a plain dict, cached as one JSON
+file per (config, seed), so an interrupted grid resumes where it stopped and a notebook can plot
+results without retraining.
 
 Why a compact loop here rather than ``python -m minidit.train``: the experiments need FID at
 several points *during* one run and thousands of short runs' worth of bookkeeping that the full
-trainer (checkpoint files, logs, sample grids, DDP) would only slow down. The arithmetic of a step
-is the trainer's, call for call.
+trainer (checkpoint files, logs, sample grids, DDP) would only slow down.
 
 FID here is the paper's FID with two honest substitutions for a CPU: the features come from
 minidit's offline digits classifier (minidit/metrics/classifier.py, 64-d penultimate layer)
@@ -30,30 +29,77 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+
+from minidit.data import get_dataset
+from minidit.diffusion import create_diffusion
+from minidit.flops import count_gflops, sampling_compute_gflops, training_compute_gflops
+from minidit.generation import generate
+from minidit.metrics.classifier import load_offline_classifier
+from minidit.metrics.fid import fid_from_features
+from minidit.models import get_model
+from minidit.training.ema import create_ema, ema_pairs
+from minidit.training.optim import create_optimizer, lr_at_step, set_lr
+from minidit.training.step import train_step
 
 DATASET = "digits"
 NUM_CLASSES = 10
 
 
-@dataclass
-class RunSpec:
-    """One training run of an experiment grid (everything that changes its result)."""
+@dataclass(frozen=True)
+class Recipe:
+    """The one training-and-FID recipe every run of both experiments uses (only the knob differs).
 
-    model: str = "DiT-N/2"
-    conditioning: str = "adaLN-Zero"
-    steps: int = 1000
-    checkpoints: tuple[int, ...] = (250, 500, 1000)
+    Batch 64, AdamW lr 1e-3 after a 100-step warm-up, EMA 0.995, 800 steps with FID of the EMA
+    model at 25/50/100% of them (500 class-balanced samples, 50 respaced DDPM steps, no guidance)
+    and, at the end, FID with 10, 25 and 50 sampling steps (Figure 10).
+    """
+
+    steps: int = 800
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # FID checkpoints, as fractions of ``steps``
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
     ema_decay: float = 0.995
-    seed: int = 0
     fid_samples: int = 500
     sampling_steps: int = 50
     cfg_scale: float = 1.0
+    sweep_steps: tuple[int, ...] = (10, 25, 50)  # sampling-step counts tried on the final model
+
+    def spec(self, model: str, conditioning: str = "adaLN-Zero", seed: int = 0) -> "RunSpec":
+        """The run of ``model`` with ``conditioning`` and ``seed`` under this recipe."""
+        return RunSpec(model=model, conditioning=conditioning, steps=self.steps,
+                       checkpoints=checkpoint_steps(self.steps, self.fractions), batch_size=self.batch_size,
+                       lr=self.lr, warmup_steps=self.warmup_steps, ema_decay=self.ema_decay, seed=seed,
+                       fid_samples=self.fid_samples, sampling_steps=self.sampling_steps, cfg_scale=self.cfg_scale,
+                       sweep_steps=self.sweep_steps)
+
+
+RECIPE = Recipe()
+# MINIDIT_SMOKE / --smoke: the plumbing in seconds, not a result
+SMOKE_RECIPE = Recipe(steps=20, fractions=(0.5, 1.0), batch_size=16, warmup_steps=5, fid_samples=100,
+                      sampling_steps=5, sweep_steps=(2, 5))
+
+
+@dataclass
+class RunSpec:
+    """One training run of an experiment grid: everything that changes its result (``Recipe.spec``)."""
+
+    model: str
+    conditioning: str
+    steps: int
+    checkpoints: tuple[int, ...]
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    ema_decay: float
+    seed: int
+    fid_samples: int
+    sampling_steps: int
+    cfg_scale: float
     # extra sampling-step counts evaluated at the final checkpoint (the paper's Figure 10)
-    sweep_steps: tuple[int, ...] = ()
-    fid_batch: int = 500
+    sweep_steps: tuple[int, ...]
+    fid_batch: int = 500  # images per sampling batch (memory, not the result)
 
     def __post_init__(self):
         self.checkpoints = tuple(sorted(set(int(c) for c in self.checkpoints)))
@@ -90,8 +136,6 @@ def ema_decay_at(step: int, decay: float) -> float:
 
 @lru_cache(maxsize=None)
 def _classifier():
-    from minidit.metrics.classifier import load_offline_classifier
-
     with torch.enable_grad():  # the first call trains (and caches) the classifier
         model, _ = load_offline_classifier(DATASET, verbose=False)
     return model
@@ -108,8 +152,6 @@ def features(images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
 @lru_cache(maxsize=None)
 def real_data() -> tuple[torch.Tensor, torch.Tensor]:
     """The digits training split (images ``(N, 1, 8, 8)`` in [-1, 1], labels ``(N,)``)."""
-    from minidit.data import get_dataset
-
     ds = get_dataset(DATASET, train=True)
     return ds.images.float(), torch.as_tensor(ds.labels).long()
 
@@ -129,10 +171,6 @@ def fid_of_model(model, num_samples: int, sampling_steps: int, cfg_scale: float 
     starting noise and the per-step noise are seeded with ``seed`` without touching the caller's
     RNG, so two models are compared on the same noise.
     """
-    from minidit.diffusion import create_diffusion
-    from minidit.metrics.fid import fid_from_features
-    from minidit.sample import generate
-
     device = next(model.parameters()).device
     diffusion = create_diffusion(str(sampling_steps), learn_sigma=model.learn_sigma)
     labels = torch.arange(num_samples) % NUM_CLASSES
@@ -149,16 +187,12 @@ def fid_of_model(model, num_samples: int, sampling_steps: int, cfg_scale: float 
 
 
 def build_model(spec: RunSpec):
-    from minidit.models import get_model
-
     return get_model(spec.model, input_size=8, in_channels=1, num_classes=NUM_CLASSES, learn_sigma=True,
                      class_dropout_prob=0.1, conditioning=spec.conditioning)
 
 
 def model_facts(spec: RunSpec) -> dict:
     """Parameters, forward Gflops (paper convention) and token count of the spec's model."""
-    from minidit.flops import count_gflops
-
     model = build_model(spec)
     return dict(params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 gflops=count_gflops(model), tokens=model.pos_embed.shape[1])
@@ -172,13 +206,6 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
     (step, FID, mean training loss since the previous checkpoint, training compute, seconds) and,
     at the final checkpoint, the sampling-steps sweep.
     """
-    from minidit.diffusion import create_diffusion
-    from minidit.training.ema import create_ema, ema_pairs, update_ema
-    from minidit.training.objective import diffusion_loss
-    from minidit.training.optim import create_optimizer, lr_at_step, set_lr
-
-    from .scaling import sampling_compute_gflops, training_compute_gflops
-
     facts = model_facts(spec)
     images, labels = real_data()
     torch.manual_seed(spec.seed)
@@ -202,11 +229,8 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
         pos += spec.batch_size
         x_0, y = images[idx].to(device), labels[idx].to(device)
         set_lr(opt, lr_at_step(step, spec.lr, spec.warmup_steps))
-        loss = diffusion_loss(diffusion, model, x_0, y)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        update_ema(ema_list, param_list, ema_decay_at(step, spec.ema_decay))
+        loss = train_step(model, diffusion, opt, ema_list, param_list, x_0, y,
+                          ema_decay=ema_decay_at(step, spec.ema_decay))["loss"]
         running += float(loss.detach())
         count += 1
         if not math.isfinite(running):
@@ -285,8 +309,6 @@ def load_results(out_dir: str | Path) -> list[dict]:
 
 def run_grid(specs: list[RunSpec], out_dir: str | Path, desc: str, device="cpu", verbose: bool = True) -> list[dict]:
     """Run every spec not cached yet in ``out_dir`` (one tqdm bar over all training steps)."""
-    from tqdm.auto import tqdm
-
     todo = [s for s in specs if load_result(out_dir, s) is None]
     if verbose:
         print(f"{desc}: {len(specs)} runs, {len(specs) - len(todo)} cached in {out_dir}, {len(todo)} to train")
@@ -301,32 +323,3 @@ def run_grid(specs: list[RunSpec], out_dir: str | Path, desc: str, device="cpu",
             save_result(out_dir, spec, result)
             results[spec.key()] = result
     return [results.get(s.key()) or load_result(out_dir, s) for s in specs]
-
-
-def threads_from_env(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-
-
-def grid_main(args, default_out, summarize, make_specs, desc: str) -> list[dict]:
-    """The command line the scaling and ablation scripts share.
-
-    ``--report`` prints the table of the runs cached in the output folder. Otherwise the grid that
-    ``make_specs(smoke, out)`` returns is run (runs already cached there are skipped, so an
-    interrupted grid resumes) and the table is printed.
-    """
-    from minidit.env import smoke as smoke_env
-
-    smoke = args.smoke or smoke_env()
-    threads_from_env(args.threads)
-    out = Path(args.out) if args.out else default_out(smoke)
-    if args.report:
-        results = load_results(out)
-        print(summarize(results))
-        return results
-    specs = make_specs(smoke, out)
-    t0 = time.time()
-    results = run_grid(specs, out, desc=desc)
-    print(summarize(results))
-    print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
-    return results

@@ -10,17 +10,20 @@ minidit/flops.py). Converting to the FLOPs a GPU's spec sheet counts::
 
 The paper trains for 400K steps at batch 256 (its scaling figures), i.e. 102.4M images seen.
 These few functions turn such numbers into the two quantities that decide whether a run is
-affordable: how well the GPU is used (MFU) and how many GPU-hours the run takes. Everything is
-plain arithmetic on Python floats so it can be checked by hand.
+affordable: how well the GPU is used (MFU, computed in minidit/flops.py with the rest of the
+compute accounting) and how many GPU-hours the run takes. Everything is plain arithmetic on Python
+floats so it can be checked by hand.
 """
 from __future__ import annotations
+
+from minidit.flops import mfu, peak_throughput
 
 # The paper's DiT-XL/2 at 256x256 (Table 4) and its training recipe (400K steps, batch 256).
 DIT_XL2_GFLOPS = 118.6
 PAPER_STEPS = 400_000
 PAPER_BATCH = 256
 
-# Throughput anchors for DiT-XL/2 at 256^2 (images/s per GPU; the per-GPU rates quoted in issue 9):
+# Throughput anchors for DiT-XL/2 at 256^2 (images/s per A100, as reported for each code base):
 # the official train.py (fp32, VAE every step) and fast-DiT (fp16, pre-extracted latents,
 # gradient checkpointing). Measured numbers of minidit on a GPU come from benchmarks/.
 REFERENCE_THROUGHPUT = {
@@ -37,7 +40,7 @@ def latent_size(image_size: int, downsample_factor: int = 8) -> int:
     the nearest valid sizes (the multiples of the factor just below and above), so the user can
     resize. Non-positive sizes or factors are also a ``ValueError``.
     """
-    # BEGIN SOLUTION ch13
+    # BEGIN SOLUTION ch13 difficulty=1 minutes=5
     if image_size <= 0 or downsample_factor <= 0:
         raise ValueError(f"image_size ({image_size}) and downsample_factor ({downsample_factor}) "
                          f"must be positive")
@@ -48,27 +51,6 @@ def latent_size(image_size: int, downsample_factor: int = 8) -> int:
                          f"{downsample_factor}; resize to {below or above} or {above}")
     # I_latent = I_image / f
     return image_size // downsample_factor
-    # END SOLUTION
-
-
-def mfu(images_per_second: float, gflops_per_image: float, peak_tflops: float) -> float:
-    """Model FLOPs utilisation of training: the fraction of the GPU's peak the model really uses.
-
-    ``gflops_per_image`` is the paper's forward Gflops (multiply-accumulates, 118.6 for DiT-XL/2).
-    A MAC is 2 FLOPs and a training step costs 3 forward passes (the backward pass ~ 2x the
-    forward), so::
-
-        MFU = images_per_second * 3 * 2 * gflops_per_image * 1e9 / (peak_tflops * 1e12)
-
-    Returns a float (0.4 means 40%). ``peak_tflops`` is the dense peak of the precision used
-    (989 for an H100 SXM in bf16). Raise ``ValueError`` if ``peak_tflops`` is not positive.
-    """
-    # BEGIN SOLUTION ch13
-    if peak_tflops <= 0:
-        raise ValueError(f"peak_tflops must be positive, got {peak_tflops}")
-    # training FLOP/s achieved = images/s * 3 (fwd + bwd) * 2 (FLOPs per MAC) * Gflops * 1e9
-    achieved = images_per_second * 3 * 2 * gflops_per_image * 1e9
-    return achieved / (peak_tflops * 1e12)
     # END SOLUTION
 
 
@@ -84,18 +66,13 @@ def gpu_hours(num_images_seen: float, images_per_second_per_gpu: float, num_gpus
     GPU-hours (what a cluster bills) do not depend on ``num_gpus``; the wall clock does. Raise
     ``ValueError`` if the throughput or ``num_gpus`` is not positive.
     """
-    # BEGIN SOLUTION ch13
+    # BEGIN SOLUTION ch13 difficulty=1 minutes=10
     if images_per_second_per_gpu <= 0 or num_gpus < 1:
         raise ValueError(f"need images_per_second_per_gpu > 0 and num_gpus >= 1, got "
                          f"{images_per_second_per_gpu} and {num_gpus}")
     wall = num_images_seen / (num_gpus * images_per_second_per_gpu) / 3600.0
     return wall, wall * num_gpus
     # END SOLUTION
-
-
-def peak_throughput(gflops_per_image: float, peak_tflops: float) -> float:
-    """Images/s at 100% MFU: the physical ceiling (``mfu`` solved for the throughput)."""
-    return peak_tflops * 1e12 / (3 * 2 * gflops_per_image * 1e9)
 
 
 def cost_table(gflops_per_image: float = DIT_XL2_GFLOPS, steps: int = PAPER_STEPS,
@@ -112,7 +89,7 @@ def cost_table(gflops_per_image: float = DIT_XL2_GFLOPS, steps: int = PAPER_STEP
     if throughputs is None:
         ceiling = peak_throughput(gflops_per_image, peak_tflops)
         throughputs = dict(REFERENCE_THROUGHPUT)
-        throughputs["40% MFU on an H100 (issue 9 goal)"] = 0.4 * ceiling
+        throughputs["40% MFU on an H100 (a good target)"] = 0.4 * ceiling
         throughputs["100% MFU on an H100 (ceiling)"] = ceiling
     rows = []
     for name, ips in throughputs.items():

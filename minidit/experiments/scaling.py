@@ -21,11 +21,15 @@ configs); ``--report`` prints the tables from the cache without training.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 import numpy as np
+
+from minidit.models import DiT_models
+
+from . import cli
+from .common import RECIPE, SMOKE_RECIPE, Recipe, RunSpec
 
 FAMILIES = ("P", "N", "T")
 PATCHES = (4, 2, 1)
@@ -50,7 +54,7 @@ def pearson_correlation(x, y) -> float:
     Raise ``ValueError`` if the lengths differ, n < 2, or either sequence is constant (r is then
     undefined: 0 / 0). Compute in float64.
     """
-    # BEGIN SOLUTION ch12
+    # BEGIN SOLUTION ch12 difficulty=1 minutes=10
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.shape != y.shape or x.size < 2:
@@ -64,49 +68,11 @@ def pearson_correlation(x, y) -> float:
     # END SOLUTION
 
 
-def training_compute_gflops(gflops_per_image: float, batch_size: int, steps: int) -> float:
-    """Total training compute in the paper's units (Figure 9): ``Gflops x batch x steps x 3``.
-
-    ``gflops_per_image`` is the forward cost of one image (``count_gflops``). A training step runs
-    the forward pass and the backward pass, and the backward pass costs about twice the forward
-    (gradients with respect to both the activations and the weights), hence the factor 3.
-    Returns a float in Gflops (multiply-accumulates, the paper's convention).
-    """
-    # BEGIN SOLUTION ch12
-    # C_train = 3 * G * B * S  (forward + backward ~ 3 forward passes per image)
-    return 3.0 * gflops_per_image * batch_size * steps
-    # END SOLUTION
-
-
-def sampling_compute_gflops(gflops_per_image: float, num_steps: int, cfg: bool = True) -> float:
-    """Gflops to sample ONE image with ``num_steps`` denoising steps (the paper's Figure 10 x-axis).
-
-    Every step runs the model once; with classifier-free guidance (``cfg=True``) the model runs on
-    a doubled batch (conditional + unconditional half), so each step costs two forward passes.
-    Returns ``gflops_per_image * num_steps * (2 if cfg else 1)`` as a float.
-    """
-    # BEGIN SOLUTION ch12
-    passes = 2 if cfg else 1
-    return float(gflops_per_image) * num_steps * passes
-    # END SOLUTION
-
-
 # ------------------------------------------------------------------------------ grid + report
 
-def grid_specs(models, steps: int, fractions=(0.25, 0.5, 1.0), seeds=(0,), batch_size: int = 64,
-               fid_samples: int = 500, sampling_steps: int = 50, cfg_scale: float = 1.0,
-               sweep_steps=(10, 25, 50, 100), lr: float = 1e-3, warmup_steps: int = 100):
+def grid_specs(models, recipe: Recipe = RECIPE, seeds=(0,)) -> list[RunSpec]:
     """The list of RunSpecs of a grid: every model x seed, the same recipe for all."""
-    from .common import RunSpec, checkpoint_steps
-
-    return [RunSpec(model=m, steps=steps, checkpoints=checkpoint_steps(steps, fractions), batch_size=batch_size,
-                    lr=lr, warmup_steps=warmup_steps, seed=s, fid_samples=fid_samples,
-                    sampling_steps=sampling_steps, cfg_scale=cfg_scale, sweep_steps=tuple(sweep_steps))
-            for m in models for s in seeds]
-
-
-SMOKE = dict(steps=20, fractions=(0.5, 1.0), batch_size=16, fid_samples=100, sampling_steps=5,
-             sweep_steps=(2, 5), warmup_steps=5)
+    return [recipe.spec(m, seed=s) for m in models for s in seeds]
 
 
 def final_fids(results: list[dict]) -> dict[str, float]:
@@ -200,62 +166,38 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minidit.experiments.scaling",
-                                description="DiT scaling study (Figures 8-10) at CPU scale on 8x8 digits")
-    p.add_argument("--smoke", action="store_true", help="a tiny grid that runs in seconds (also MINIDIT_SMOKE=1)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per model (default 800; smoke 20)")
-    p.add_argument("--models", default=None,
-                   help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all' for the 9; default: 6 "
-                        "(all but T/2, N/1 and T/1)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--fid-samples", type=int, default=None)
-    p.add_argument("--sampling-steps", type=int, default=None, help="respaced DDPM steps for FID (default 50)")
-    p.add_argument("--cfg-scale", type=float, default=1.0, help="guidance for FID samples (default 1.0: none)")
-    p.add_argument("--sweep-steps", default=None, help="sampling steps for Figure 10 (default 10,25,50)")
-    p.add_argument("--out", default=None, help="results folder (default: the minidit cache)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these models are tiny, and on a busy machine extra "
-                        "threads only wait for each other)")
-    p.add_argument("--report", action="store_true", help="print the tables from the cache, train nothing")
-    return p
-
-
 def default_out(smoke: bool) -> Path:
-    from minidit.env import cache_dir
+    return cli.results_dir("scaling", smoke)
 
-    return cache_dir("experiments", "scaling-smoke" if smoke else "scaling")
+
+def models_of(arg: str | None, smoke: bool) -> tuple[str, ...]:
+    """The models of ``--models``: comma-separated names, ``all``, or (None) the default grid."""
+    if arg is None:
+        models = SMOKE_MODELS if smoke else NORMAL_MODELS
+    elif arg == "all":
+        models = ALL_MODELS
+    else:
+        models = tuple(m.strip() for m in arg.split(",") if m.strip())
+    unknown = [m for m in models if m not in DiT_models]
+    if unknown:
+        raise SystemExit(f"error: unknown model(s) {unknown}; e.g. {', '.join(ALL_MODELS)}")
+    return models
 
 
 def main(argv=None) -> list[dict]:
-    from .common import grid_main
+    p = cli.build_parser("python -m minidit.experiments.scaling",
+                         "DiT scaling study (Figures 8-10) at CPU scale on 8x8 digits")
+    p.add_argument("--models", default=None,
+                   help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all' for the 9; default: 6 "
+                        "(all but T/2, N/1 and T/1)")
+    args = p.parse_args(argv)
+    smoke, out = cli.start(args, "scaling")
+    if args.report:
+        return cli.report(out, summarize)
+    recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
+    specs = grid_specs(models_of(args.models, smoke), recipe, seeds=cli.seeds_of(args))
+    return cli.run_and_report(specs, out, summarize, desc="scaling grid")
 
-    args = build_parser().parse_args(argv)
-
-    def make_specs(smoke: bool, out: Path) -> list:
-        cfg = dict(SMOKE) if smoke else dict(steps=800, fractions=(0.25, 0.5, 1.0), batch_size=64, fid_samples=500,
-                                             sampling_steps=50, sweep_steps=(10, 25, 50), warmup_steps=100)
-        if args.models is None:
-            models = SMOKE_MODELS if smoke else NORMAL_MODELS
-        elif args.models == "all":
-            models = ALL_MODELS
-        else:
-            models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-        from minidit.models import DiT_models
-
-        unknown = [m for m in models if m not in DiT_models]
-        if unknown:
-            raise SystemExit(f"error: unknown model(s) {unknown}; e.g. {', '.join(ALL_MODELS)}")
-        for key in ("steps", "batch_size", "fid_samples", "sampling_steps"):
-            if getattr(args, key) is not None:
-                cfg[key] = getattr(args, key)
-        if args.sweep_steps:
-            cfg["sweep_steps"] = tuple(int(s) for s in args.sweep_steps.split(","))
-        seeds = tuple(int(s) for s in args.seeds.split(","))
-        return grid_specs(models, seeds=seeds, cfg_scale=args.cfg_scale, **cfg)
-
-    return grid_main(args, default_out, summarize, make_specs, desc="scaling grid")
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minidit.data import get_dataset
 from minidit.env import cache_dir
 
 # Per data set: how to build the training/test splits, the network, how long to train, and the
@@ -123,8 +124,6 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def _split_tensors(name: str, train: bool, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """All images (N, C, H, W) in [-1, 1] and labels (N,) of one split, without random flips."""
-    from minidit.data import get_dataset
-
     ds = get_dataset(name, train=train, **kwargs)
     if hasattr(ds, "batch"):                       # procedural sets render a batch at once
         return ds.batch(range(len(ds)))

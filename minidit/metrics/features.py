@@ -24,7 +24,9 @@ Extractors:
   images (N, 3, H, W) in [0, 255], any size (the network resizes to 299x299 itself);
   ``net(x, return_features=True)`` gives the 2048-d pool features,
   ``net(x, no_output_bias=True)`` the 1008-way softmax used for IS (StyleGAN's IS setting).
-  This TorchScript file exposes no intermediate maps, so sFID is not available with it.
+  This TorchScript file exposes no intermediate maps, so sFID is not available with it; and its
+  1008 outputs follow the TensorFlow graph's label map, not ImageNet's class ids, so there is no
+  class accuracy with it either.
 * ``"pytorch-fid:PATH"``: not implemented (see ``get_feature_extractor``).
 """
 from __future__ import annotations
@@ -35,7 +37,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .classifier import OFFLINE_SPECS, load_offline_classifier
 from .npz import to_uint8
+from .precision_recall import pairwise_distances
 
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
@@ -58,16 +62,35 @@ def to_model_input(images) -> torch.Tensor:
 
 
 class FeatureExtractor:
-    """Base class. Subclasses set ``name``, ``channels``/``image_size`` (None = any) and ``_forward``."""
+    """Base class. Subclasses set ``name``, ``channels``/``image_size`` (None = any) and ``_forward``.
+
+    ``grey_to_rgb``: grey images are repeated to 3 channels (only for a network meant for any
+    picture, as StyleGAN does for Inception). ``labels_are_class_ids``: ``probs`` column k is the
+    data set's class k, so comparing argmax with the labels is a class accuracy.
+    """
 
     name: str = "base"
     channels: int | None = None
     image_size: int | None = None
     has_spatial: bool = False
+    grey_to_rgb: bool = False
+    labels_are_class_ids: bool = False
+    no_spatial_reason: str = "this extractor provides no spatial features"
 
     def __init__(self, device=None, batch_size: int = 250):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.batch_size = batch_size
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass (at least 1)."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"batch size must be a positive integer, got {value!r}")
+        self._batch_size = value
 
     def _forward(self, x: torch.Tensor, want: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """x: float32 (B, C, H, W) in [-1, 1] on ``self.device`` -> the requested outputs."""
@@ -75,8 +98,9 @@ class FeatureExtractor:
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels is not None and x.shape[1] != self.channels:
-            if self.channels == 3 and x.shape[1] == 1:
-                return x.expand(-1, 3, -1, -1)       # grey -> RGB by repetition (as StyleGAN does)
+            if self.grey_to_rgb and self.channels == 3 and x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)          # grey -> RGB by repetition (as StyleGAN does)
+        if self.channels is not None and x.shape[1] != self.channels:
             raise ValueError(f"the '{self.name}' extractor expects {self.channels}-channel images, got "
                              f"{x.shape[1]} channels; pick the extractor of the data set the images "
                              f"come from (--extractor)")
@@ -115,7 +139,8 @@ class FeatureExtractor:
     def spatial_features(self, images) -> np.ndarray:
         """(N, S) float64 spatial features (sFID); only if ``has_spatial``."""
         if not self.has_spatial:
-            raise NotImplementedError(f"the '{self.name}' extractor provides no spatial features (no sFID)")
+            raise NotImplementedError(f"the '{self.name}' extractor provides no spatial features (no sFID): "
+                                      f"{self.no_spatial_reason}")
         return self.extract(images, want=("spatial",))["spatial"]
 
 
@@ -123,6 +148,7 @@ class ClassifierExtractor(FeatureExtractor):
     """A minidit offline classifier (``SmallCNN``) as a feature extractor."""
 
     has_spatial = True
+    labels_are_class_ids = True  # trained on the data set's own labels
 
     def __init__(self, model, name: str, test_accuracy: float | None = None, device=None,
                  batch_size: int = 500):
@@ -145,6 +171,11 @@ class TorchScriptInception(FeatureExtractor):
     """
 
     channels = 3
+    grey_to_rgb = True
+    # its 1008 outputs are the TensorFlow graph's own label map, not ImageNet's 1000 class ids
+    labels_are_class_ids = False
+    no_spatial_reason = ("the TorchScript Inception exposes only its pool features and logits, not the "
+                         "intermediate mixed_6/conv map sFID is computed on")
 
     def __init__(self, path, device=None, batch_size: int = 100):
         super().__init__(device, batch_size)
@@ -179,8 +210,6 @@ def get_feature_extractor(spec: str = "digits", device=None, verbose: bool = Tru
     pytorch-fid's FID-specific InceptionV3 architecture, which minidit does not re-implement: it
     raises NotImplementedError pointing to the TorchScript file, which gives the same features.
     """
-    from .classifier import OFFLINE_SPECS, load_offline_classifier
-
     kind, _, arg = spec.partition(":")
     if kind in OFFLINE_SPECS and not arg:
         model, meta = load_offline_classifier(kind, verbose=verbose)
@@ -203,6 +232,9 @@ def class_accuracy(images, labels, extractor: FeatureExtractor) -> float:
     The most direct measure of class-conditional sampling (and of classifier-free guidance,
     chapter 11): a sample of "class 3" that the classifier calls a 3 obeyed its label.
     """
+    if not extractor.labels_are_class_ids:
+        raise ValueError(f"the '{extractor.name}' extractor's outputs are not the data set's class ids: no class "
+                         f"accuracy with it")
     labels = np.asarray(labels)
     if labels.shape != (len(images),):
         raise ValueError(f"need one label per image: {len(images)} images, labels shape {labels.shape}")
@@ -217,8 +249,6 @@ def within_class_diversity(images, labels, extractor: FeatureExtractor) -> float
     drops towards 0; compare it with the value of real images of the data set. Classes with
     fewer than 2 images are skipped.
     """
-    from .precision_recall import pairwise_distances
-
     labels = np.asarray(labels)
     feats = extractor.features(images)
     per_class = []

@@ -54,7 +54,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     Hint: ``np.linalg.eigh`` returns (eigenvalues, eigenvectors) of a symmetric matrix;
     sigma^(1/2) = V diag(sqrt(max(w, 0))) V^T.
     """
-    # BEGIN SOLUTION ch10
+    check_gaussian(mu1, sigma1, "first")
+    check_gaussian(mu2, sigma2, "second")
+    # BEGIN SOLUTION ch10 difficulty=2 minutes=30
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     sigma1, sigma2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
@@ -78,6 +80,28 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     # a squared distance is >= 0; only round-off (~1e-12 relative) can push it below
     return float(max(fid, 0.0))
     # END SOLUTION
+
+
+def check_gaussian(mu, sigma, which: str = "") -> None:
+    """Refuse moments that are not a Gaussian's: NaN/inf, a non-symmetric or a clearly not positive
+    semi-definite covariance (a FID computed from them would be a number, but a meaningless one).
+
+    Round-off is allowed: asymmetry up to 1e-6 and negative eigenvalues down to -1e-6 of the
+    largest one, what ``np.cov`` of features of any size leaves.
+    """
+    name = f"frechet_distance ({which} Gaussian)" if which else "frechet_distance"
+    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError(f"{name}: the mean or covariance holds NaN or inf; check the features they came from")
+    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1]:
+        return                                  # the shape checks of frechet_distance say what is wrong
+    scale = max(float(np.abs(sigma).max(initial=0.0)), 1e-300)
+    if np.abs(sigma - sigma.T).max(initial=0.0) > 1e-6 * scale:
+        raise ValueError(f"{name}: the covariance is not symmetric; pass np.cov(features, rowvar=False)")
+    lowest = float(np.linalg.eigvalsh((sigma + sigma.T) / 2)[0]) if sigma.size else 0.0
+    if lowest < -1e-6 * scale:
+        raise ValueError(f"{name}: the covariance is not positive semi-definite (eigenvalue {lowest:.3g}); "
+                         f"a covariance matrix never is -- pass np.cov(features, rowvar=False)")
 
 
 def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ def inception_score(probs, splits: int = 1) -> float:
     Check: K classes, each predicted one-hot by the same number of images -> IS = K;
     every image predicted one-hot as the same class -> IS = 1.
     """
-    # BEGIN SOLUTION ch10
+    # BEGIN SOLUTION ch10 difficulty=2 minutes=20
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"probs must be (N, K) class probabilities, got shape {probs.shape}")

@@ -11,10 +11,13 @@ batches (``VIRTUAL_imagenet256_labeled.npz``) use the same layout:
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from minidit.files import atomic_write
 
 
 def to_uint8(images) -> np.ndarray:
@@ -66,8 +69,10 @@ def save_samples_npz(path, images, labels=None) -> Path:
                              f"shape {labels.shape} dtype {labels.dtype}")
         arrays["arr_1"] = labels.astype(np.int64)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
+    if path.suffix != ".npz":  # as np.savez does with a file name
+        path = path.with_name(path.name + ".npz")
+    with atomic_write(path) as f:  # a reader (or a crash) never sees half a batch
+        np.savez(f, **arrays)
     return path
 
 
@@ -81,14 +86,20 @@ def load_samples_npz(path) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.is_file():
         raise FileNotFoundError(f"no sample batch at {path}; write one with "
                                 "minidit.metrics.save_samples_npz(path, images_uint8)")
-    with np.load(path) as data:
-        names = list(data.keys())
-        if "arr_0" not in names:
-            raise ValueError(f"{path}: no array 'arr_0' (the ADM format stores the images as arr_0); "
-                             f"arrays present: {names}. Re-save with np.savez(path, images) or "
-                             "minidit.metrics.save_samples_npz")
-        images = check_images_uint8(data["arr_0"], f"{path}: arr_0")
-        labels = data["arr_1"] if "arr_1" in names else None
+    try:
+        with np.load(path) as data:
+            names = list(data.keys())
+            if "arr_0" not in names:
+                raise ValueError(f"{path}: no array 'arr_0' (the ADM format stores the images as arr_0); "
+                                 f"arrays present: {names}. Re-save with np.savez(path, images) or "
+                                 "minidit.metrics.save_samples_npz")
+            images = check_images_uint8(data["arr_0"], f"{path}: arr_0")
+            labels = data["arr_1"] if "arr_1" in names else None
+    except (zipfile.BadZipFile, EOFError, OSError, AttributeError, ValueError) as e:
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):
+            raise                                      # one of the checks above
+        raise ValueError(f"{path} is not a readable .npz batch (truncated or corrupt: {e}); write it again, "
+                         f"e.g. with python -m minidit.sample --out {path.name}") from e
     if labels is not None:
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"{path}: arr_1 must hold one integer label per image, shape "

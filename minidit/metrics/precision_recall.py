@@ -56,7 +56,7 @@ def precision_recall(real_features, fake_features, k: int = 3,
     Returns (precision, recall) as Python floats in [0, 1].
     Needs more than k points in each set.
     """
-    # BEGIN SOLUTION ch10
+    # BEGIN SOLUTION ch10 difficulty=3 minutes=40
     real = torch.as_tensor(np.asarray(real_features), dtype=torch.float32)
     fake = torch.as_tensor(np.asarray(fake_features), dtype=torch.float32)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:

@@ -43,6 +43,21 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention over the tokens: ``x`` ``(N, T, D)`` -> ``(N, T, D)``.
+
+        With ``h = self.num_heads`` heads of width ``d = self.head_dim = D / h``:
+
+        1. ``self.qkv(x)`` has shape ``(N, T, 3D)``. Its last axis is ``[q; k; v]``, each ``D``
+           wide, and each of them holds the ``h`` heads one after another: head ``i`` of ``q`` is
+           features ``i*d .. (i+1)*d - 1`` of the first ``D`` (the official DiT / timm layout).
+        2. For every head separately: ``softmax(q k^T / sqrt(d)) v``, the softmax over the key
+           tokens. ``naive_attention`` (above) computes it for ``(N, h, T, d)`` tensors; PyTorch's
+           ``F.scaled_dot_product_attention`` gives the same numbers faster (``self.fused_attn``
+           chooses; either is accepted).
+        3. The heads side by side again, head 0's ``d`` features first: ``(N, T, D)``; then the
+           output projection ``self.proj``.
+        """
+        # BEGIN SOLUTION ch03 difficulty=3 minutes=40
         # (N, T, 3D) -> (N, T, 3, heads, d): output features are [q; k; v], each split into heads
         qkv = rearrange(self.qkv(x), "n t (three h d) -> n t three h d", three=3, h=self.num_heads)
         # 3 x (N, T, heads, d) -> 3 x (N, heads, T, d), all views. Splitting on the axis where
@@ -56,6 +71,7 @@ class Attention(nn.Module):
         # (N, heads, T, d) -> (N, T, D)
         out = rearrange(out, "n h t d -> n t (h d)")
         return self.proj(out)
+        # END SOLUTION
 
 
 class CrossAttention(nn.Module):

@@ -38,7 +38,7 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     Returns:
         ``(N, T, D)``. Note ``1 + scale``: a zero scale means "leave the norm unchanged".
     """
-    # BEGIN SOLUTION ch04
+    # BEGIN SOLUTION ch04 difficulty=1 minutes=10
     # (N, D) -> (N, 1, D) broadcasts over tokens;  x * (1 + scale) + shift
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
     # END SOLUTION
@@ -69,11 +69,11 @@ class DiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Use ``self.adaLN_modulation(c)`` split into 6 chunks along dim 1 (order above),
-        ``modulate``, ``self.norm1/norm2``, ``self.attn``, ``self.mlp``; gates are ``(N, D)`` and
-        multiply every token of their sample.
+        The two equations of the class docstring, with the submodules built in ``__init__``. The
+        six vectors come from ``self.adaLN_modulation(c)``, ``(N, 6D)``, in the order listed
+        above; each is ``(N, D)``, one per sample, and acts on every token of its sample.
         """
-        # BEGIN SOLUTION ch04
+        # BEGIN SOLUTION ch04 difficulty=2 minutes=25
         # (N, D) -> (N, 6D) -> six (N, D) vectors, in the official order
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
         # x = x + alpha_1 * Attention(gamma_1 * LN(x) + beta_1)
@@ -103,11 +103,10 @@ class AdaLNBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: tokens ``(N, T, D)``; ``c``: condition ``(N, D)``. Returns ``(N, T, D)``.
 
-        Split ``self.adaLN_modulation(c)`` into 4 chunks along dim 1 (order above), then two
-        residual sub-blocks WITHOUT gates: ``x + attn(modulate(norm1(x), ...))``, then
-        ``x + mlp(modulate(norm2(x), ...))``.
+        The adaLN-Zero block's two residual sub-blocks (``DiTBlock``) WITHOUT gates, with the four
+        vectors of ``self.adaLN_modulation(c)`` in the order listed above.
         """
-        # BEGIN SOLUTION ch11
+        # BEGIN SOLUTION ch11 difficulty=1 minutes=15
         # (N, D) -> four (N, D) vectors
         shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)
         # x = x + Attention(gamma_1 * LN(x) + beta_1)
@@ -136,7 +135,7 @@ class CrossAttentionBlock(nn.Module):
         ``x + cross_attn(norm_cross(x), c)`` (queries from the tokens, keys/values from ``c``),
         then ``x + mlp(norm2(x))``. Returns ``(N, T, D)``.
         """
-        # BEGIN SOLUTION ch11
+        # BEGIN SOLUTION ch11 difficulty=1 minutes=15
         x = x + self.attn(self.norm1(x))
         # x = x + CrossAttention(LN(x), [t_emb, y_emb])
         x = x + self.cross_attn(self.norm_cross(x), c)

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from minidit.diffusion.guidance import cfg_combine
+
 from .block import BLOCKS
 from .final_layer import FinalLayer, PlainFinalLayer
 from .label_embed import LabelEmbedder
@@ -38,7 +40,7 @@ def append_condition_tokens(x: torch.Tensor, t_emb: torch.Tensor, y_emb: torch.T
     first, then the class token, both AFTER the image tokens, so ``out[:, :T]`` are the image
     tokens again -- which is how ``DiT.forward`` drops them after the last block).
     """
-    # BEGIN SOLUTION ch11
+    # BEGIN SOLUTION ch11 difficulty=1 minutes=10
     # (N, D) -> (N, 1, D) each;  (N, T, D) -> (N, T + 2, D)
     return torch.cat([x, t_emb.unsqueeze(1), y_emb.unsqueeze(1)], dim=1)
     # END SOLUTION
@@ -71,6 +73,9 @@ class DiT(nn.Module):
         super().__init__()
         if conditioning not in BLOCKS:
             raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {list(CONDITIONINGS)}")
+        for name, value in (("input_size", input_size), ("patch_size", patch_size), ("in_channels", in_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if input_size % patch_size != 0:
             raise ValueError(f"input_size={input_size} is not divisible by patch_size={patch_size}; "
                              f"choose a patch size that divides the input side")
@@ -161,6 +166,10 @@ class DiT(nn.Module):
             t = t.expand(n)  # one timestep for the whole batch
         if t.shape != (n,):
             raise ValueError(f"expected t of shape ({n},) (one timestep per image), got {tuple(t.shape)}")
+        if not torch.is_tensor(y) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            what = type(y).__name__ if not torch.is_tensor(y) else f"a {y.dtype} tensor"
+            raise ValueError(f"y must be an integer tensor of class ids, got {what}; pass e.g. "
+                             f"torch.tensor([3, 7]) (a float label would be silently truncated)")
         if y.shape != (n,):
             raise ValueError(f"expected y of shape ({n},) (one class id per image), got {tuple(y.shape)}")
         # value check on CPU only: on an accelerator it would force a host sync (and break torch.compile graphs)
@@ -174,7 +183,7 @@ class DiT(nn.Module):
         return t
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Predict the noise (and variance) for noisy inputs ``x = x_t``.
+        """Predict the noise (and variance) for noisy inputs ``x = x_t`` (the paper's Figure 3).
 
         Args:
             x: ``(N, C, I, I)`` noisy latents ``x_t``; t: ``(N,)`` timesteps; y: ``(N,)`` class ids
@@ -182,70 +191,115 @@ class DiT(nn.Module):
         Returns:
             ``(N, out_channels, I, I)``: channels ``[:C]`` are ``eps``, ``[C:]`` the variance
             interpolation values when ``learn_sigma``.
+
+        The steps, with the submodules built in ``__init__``:
+
+        1. tokens: ``self.x_embedder`` turns ``x`` into ``(N, T, D)`` tokens, and the fixed
+           positional embedding ``self.pos_embed`` ``(1, T, D)`` is added to every sample;
+        2. the condition: ``c = t_emb + y_emb``, ``(N, D)``, from ``self.t_embedder(t)`` and
+           ``self.y_embedder(y)`` (which drops labels to the null class while training);
+        3. ``self.blocks`` in order, each ``(N, T, D), c -> (N, T, D)`` (with ``grad_checkpointing``
+           the reference recomputes them in the backward pass to save memory: optional here);
+        4. ``self.final_layer(tokens, c)``: ``(N, T, p*p*out_channels)``;
+        5. back on the grid with ``unpatchify`` (``self.patch_size``, ``self.out_channels``).
         """
         t = self._check_inputs(x, t, y)
+        if self.conditioning in ("cross-attention", "in-context"):
+            return self._forward_condition_tokens(x, t, y)  # chapter 11's other two designs
+        # BEGIN SOLUTION ch05 difficulty=2 minutes=30
         # (N, C, I, I) -> (N, T, D), plus the fixed position of each patch. The conv's output seen
         # as tokens is a transposed view (D-major in memory); one copy here makes the residual
         # stream token-major, else every LayerNorm and Linear of every block would copy it again.
         x = self.x_embedder(x).contiguous() + self.pos_embed
-        num_tokens = x.shape[1]
         t_emb = self.t_embedder(t)  # (N, D)
         y_emb = self.y_embedder(y)  # (N, D); labels dropped to the null class while training
         # c = t_emb + y_emb
         c = t_emb + y_emb
-        if self.conditioning == "cross-attention":
-            cond = torch.stack([t_emb, y_emb], dim=1)  # (N, 2, D): the sequence cross-attn reads
-        elif self.conditioning == "in-context":
-            # (N, T, D) -> (N, T + 2, D): the condition as two extra tokens
-            x = append_condition_tokens(x, t_emb, y_emb)
-            cond = None
-        else:
-            cond = c
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, cond, use_reentrant=False)
-            else:
-                x = block(x, cond)
-        if self.conditioning == "in-context":
-            x = x[:, :num_tokens]  # (N, T + 2, D) -> (N, T, D): drop the condition tokens
+            # (N, T, D) -> (N, T, D)
+            x = checkpoint(block, x, c, use_reentrant=False) if self._checkpointing() else block(x, c)
         # (N, T, D) -> (N, T, p*p*out_channels)
         x = self.final_layer(x, c)
         # (N, T, p*p*out_channels) -> (N, out_channels, I, I)
         return unpatchify(x, self.patch_size, self.out_channels)
+        # END SOLUTION
+
+    def _checkpointing(self) -> bool:
+        """Recompute block activations in the backward pass? Only while gradients are recorded."""
+        return self.grad_checkpointing and torch.is_grad_enabled()
+
+    def _forward_condition_tokens(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``forward`` for the cross-attention and in-context designs: the condition as tokens.
+
+        Cross-attention blocks read the 2-token sequence ``[t_emb, y_emb]``; in-context, the two
+        embeddings are appended to the image tokens and dropped again after the last block. The
+        final layer is the plain one (it ignores ``c``).
+        """
+        x = self.x_embedder(x).contiguous() + self.pos_embed  # (N, C, I, I) -> (N, T, D)
+        num_tokens = x.shape[1]
+        t_emb, y_emb = self.t_embedder(t), self.y_embedder(y)  # (N, D) each
+        if self.conditioning == "cross-attention":
+            cond = torch.stack([t_emb, y_emb], dim=1)  # (N, 2, D): the sequence cross-attn reads
+        else:
+            # (N, T, D) -> (N, T + 2, D): the condition as two extra tokens
+            x = append_condition_tokens(x, t_emb, y_emb)
+            cond = None
+        for block in self.blocks:
+            x = checkpoint(block, x, cond, use_reentrant=False) if self._checkpointing() else block(x, cond)
+        x = x[:, :num_tokens]  # in-context: (N, T + 2, D) -> (N, T, D), the condition tokens dropped
+        # (N, T, D) -> (N, T, p*p*out_channels) -> (N, out_channels, I, I)
+        return unpatchify(self.final_layer(x, None), self.patch_size, self.out_channels)
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
-                         guide_all_channels: bool | None = None) -> torch.Tensor:
+                         guide_all_channels: bool | None = None,
+                         guidance_channels: str | None = None) -> torch.Tensor:
         """One classifier-free-guidance step on a doubled batch, as in the official DiT.
 
         The caller builds the batch: the first half conditional (real labels), the second half
         unconditional (``y = num_classes``, the null class), same ``x`` and ``t`` in both halves.
         As in the official code, the first half of ``x`` is used for both halves and the model runs
-        ONCE on the doubled batch. Then::
+        ONCE on the doubled batch. Then, on the guided channels::
 
             eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond)
 
-        Which channels are guided:
+        Which output channels are guided (``guidance_channels``):
 
-        * ``in_channels == 4`` (SD-VAE latents) and ``guide_all_channels`` not True: only the first
-          3 channels, exactly the official behaviour (an accident the authors acknowledged later;
-          kept by default so results match the paper). Channel 3 passes through unguided.
-        * ``guide_all_channels=True``, or any other channel count: all ``in_channels`` noise channels.
+        * ``"official"``: the first 3 OUTPUT channels, whatever the channel count -- literally the
+          official ``model_out[:, :3]``. For 4-channel SD-VAE latents that is 3 of the 4 eps
+          channels (an accident the authors acknowledged; their numbers were made with it). For
+          other counts it is stranger: with C = 1 and learned sigma the output is (eps, v), so the
+          variance channel v is guided too; with C = 1 and fixed sigma, the single eps channel.
+        * ``"all"``: all ``in_channels`` eps channels, never the variance -- standard CFG.
+        * ``None`` (minidit's default): ``"official"`` for ``in_channels == 4``, so results on
+          latents match the paper's, and ``"all"`` for any other channel count, where copying the
+          official slice would guide the wrong channels. ``guide_all_channels=True`` (the older
+          spelling) means ``"all"``.
 
-        The learned-sigma channels (``[in_channels:]``) are never guided. Returns
-        ``(2B, out_channels, I, I)`` with both halves holding the guided ``eps`` (as official).
+        Outside the guided channels the output passes through: each half keeps its own
+        (learned-sigma) channels. Returns ``(2B, out_channels, I, I)`` with both halves holding
+        the guided channels (as official).
         """
         if x.shape[0] % 2 != 0:
             raise ValueError(f"forward_with_cfg needs an even batch (conditional half + unconditional half), "
                              f"got {x.shape[0]}")
+        if guidance_channels not in (None, "official", "all"):
+            raise ValueError(f"guidance_channels must be 'official', 'all' or None (minidit's default), "
+                             f"got {guidance_channels!r}")
+        if guide_all_channels and guidance_channels == "official":
+            raise ValueError("guide_all_channels=True asks for all channels, guidance_channels='official' "
+                             "for the first 3: pass only one of them")
+        if guidance_channels is None:
+            official_quirk = self.in_channels == 4 and guide_all_channels is not True
+            guidance_channels = "official" if official_quirk else "all"
         half = x[: len(x) // 2]
         # (B, C, I, I) -> (2B, C, I, I): the same x_t for the conditional and unconditional pass
         combined = torch.cat([half, half], dim=0)
         model_out = self.forward(combined, t, y)
-        official_quirk = self.in_channels == 4 and guide_all_channels is not True
-        guided = 3 if official_quirk else self.in_channels
+        # official: model_out[:, :3] (at most out_channels of them); all: the eps channels
+        guided = 3 if guidance_channels == "official" else self.in_channels
         eps, rest = model_out[:, :guided], model_out[:, guided:]
         cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
         # eps = eps_uncond + s * (eps_cond - eps_uncond)
-        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+        half_eps = cfg_combine(cond_eps, uncond_eps, cfg_scale)
         eps = torch.cat([half_eps, half_eps], dim=0)
         return torch.cat([eps, rest], dim=1)

@@ -31,10 +31,10 @@ class FinalLayer(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, T, D)`` tokens, ``c``: ``(N, D)`` condition -> ``(N, T, p*p*out_channels)``.
 
-        Split ``self.adaLN_modulation(c)`` into ``shift, scale`` (2 chunks along dim 1), apply
-        ``modulate(self.norm_final(x), shift, scale)``, then ``self.linear``.
+        The formula of the class docstring; ``self.adaLN_modulation(c)`` is ``(N, 2D)`` and holds
+        ``shift`` then ``scale``, one ``(N, D)`` vector each per sample.
         """
-        # BEGIN SOLUTION ch05
+        # BEGIN SOLUTION ch05 difficulty=1 minutes=10
         # (N, D) -> (N, 2D) -> shift, scale each (N, D)
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
         x = modulate(self.norm_final(x), shift, scale)

@@ -27,7 +27,7 @@ def drop_labels(y: torch.Tensor, drop_prob: float, num_classes: int,
     Returns:
         a new ``(N,)`` label tensor (``y`` is not modified).
     """
-    # BEGIN SOLUTION ch04
+    # BEGIN SOLUTION ch04 difficulty=1 minutes=15
     if force_drop_ids is None:
         drop = torch.rand(y.shape[0], device=y.device) < drop_prob
     else:

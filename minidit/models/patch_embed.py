@@ -39,7 +39,7 @@ def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
         ``(a * p + b) * C + c`` is ``x[n, c, i*p + a, j*p + b]``. This is the official DiT order.
         Use ``einops.rearrange``.
     """
-    # BEGIN SOLUTION ch03
+    # BEGIN SOLUTION ch03 difficulty=2 minutes=20
     # (N, C, H, W) -> (N, T, p*p*C), T = (H/p)(W/p), features ordered (p, q, c)
     return rearrange(x, "n c (h p) (w q) -> n (h w) (p q c)", p=patch_size, q=patch_size)
     # END SOLUTION
@@ -49,9 +49,9 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int) -> torch.Te
     """Inverse of ``patchify``: put the tokens back on the square image grid.
 
     Args:
-        tokens: shape ``(N, T, p*p*C)``, ``T`` a perfect square, features ordered ``(p, q, c)``
-            exactly as ``patchify`` produces them (the official DiT's
-            ``einsum('nhwpqc->nchpwq')`` convention).
+        tokens: shape ``(N, T, p*p*C)``, ``T`` a perfect square, tokens row-major over the grid
+            and features ordered ``(p, q, c)``, exactly as ``patchify`` produces them (the
+            official DiT's order). Raise ``ValueError`` if ``T`` is not a perfect square.
         patch_size: ``p``.
         channels: ``C``, the number of channels of the output image.
 
@@ -59,7 +59,7 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, channels: int) -> torch.Te
         images of shape ``(N, C, H, W)`` with ``H = W = sqrt(T) * p``, such that
         ``unpatchify(patchify(x, p), p, C) == x``. Use ``einops.rearrange``.
     """
-    # BEGIN SOLUTION ch03
+    # BEGIN SOLUTION ch03 difficulty=2 minutes=15
     h = w = int(round(tokens.shape[1] ** 0.5))
     if h * w != tokens.shape[1]:
         raise ValueError(f"unpatchify needs a square number of tokens, got T={tokens.shape[1]}")
@@ -85,7 +85,16 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed every patch: images ``(N, C, H, W)`` -> tokens ``(N, T, D)``, ``T = (H/p) * (W/p)``.
+
+        ``self.proj`` (the strided convolution) gives one ``D``-vector per patch, laid out on the
+        patch grid as ``(N, D, H/p, W/p)``. The transformer wants a sequence instead: token
+        ``i * (W/p) + j`` is the patch in grid row ``i``, column ``j`` (row-major, the order of
+        ``patchify``), with its ``D`` features on the last axis.
+        """
+        # BEGIN SOLUTION ch03 difficulty=1 minutes=10
         # (N, C, H, W) -> (N, D, H/p, W/p)
         x = self.proj(x)
         # (N, D, h, w) -> (N, T, D), tokens row-major over the patch grid
         return rearrange(x, "n d h w -> n (h w) d")
+        # END SOLUTION

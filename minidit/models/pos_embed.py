@@ -31,7 +31,7 @@ def get_1d_sincos_pos_embed(embed_dim: int, positions: torch.Tensor) -> torch.Te
         ``omega_i = 1 / 10000^(i / (D/2))`` for ``i = 0 .. D/2 - 1`` (sin in the first ``D/2``
         columns, cos in the last ``D/2``). Compute in float64.
     """
-    # BEGIN SOLUTION ch03
+    # BEGIN SOLUTION ch03 difficulty=2 minutes=20
     if embed_dim % 2 != 0:
         raise ValueError(f"embed_dim must be even for sin/cos pairs, got {embed_dim}")
     # omega_i = 1 / 10000^(i / (D/2)),  i = 0 .. D/2 - 1
@@ -58,7 +58,7 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int) -> torch.Tensor:
         ``get_1d_sincos_pos_embed(D/2, i)`` (the ROW) -- the official DiT order. Compute in
         float64 and cast to float32 at the end.
     """
-    # BEGIN SOLUTION ch03
+    # BEGIN SOLUTION ch03 difficulty=2 minutes=25
     if embed_dim % 4 != 0:
         raise ValueError(f"embed_dim must be divisible by 4 for a 2-D sin-cos embedding, got {embed_dim}")
     coords = torch.arange(grid_size, dtype=torch.float64)

@@ -24,11 +24,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> to
 
     Returns:
         float32 tensor ``(N, dim)``: with ``freqs_i = exp(-ln(max_period) * i / half)`` for
-        ``i = 0 .. half-1`` and ``args = t[:, None] * freqs[None]``, the output is
-        ``[cos(args), sin(args)]`` (cos first). If ``dim`` is odd, one zero column is appended.
-        Compute the frequencies in float32 on ``t``'s device.
+        ``i = 0 .. half-1`` and the angles ``a[n, i] = t_n * freqs_i``, row ``n`` is
+        ``[cos(a[n, 0]), ..., cos(a[n, half-1]), sin(a[n, 0]), ..., sin(a[n, half-1])]`` (cos
+        first). If ``dim`` is odd, one zero column is appended. Compute the frequencies in
+        float32 on ``t``'s device.
     """
-    # BEGIN SOLUTION ch04
+    # BEGIN SOLUTION ch04 difficulty=2 minutes=20
     half = dim // 2
     # freqs_i = exp(-ln(max_period) * i / half),  i = 0 .. half-1
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)

@@ -11,13 +11,21 @@ torch/CUDA/numpy/python generator states) and ``"format"``. With them a run stop
 N and resumed continues with exactly the batches, timesteps and noise the uninterrupted run would
 have drawn: on CPU the weights at step M are bit-identical (tests/test_checkpoint.py checks it).
 
-Checkpoints are written atomically: to a temporary file in the same folder, flushed and fsynced,
-then renamed over the final name with ``os.replace`` (atomic on POSIX and Windows). A crash or a
-SIGKILL half-way through leaves at worst a stray ``*.tmp`` file, never a truncated ``.pt``.
+Everything in the dict is a tensor or a plain Python value (dict, list, str, int, float, None),
+so ``torch.load(path)`` reads it with today's default ``weights_only=True`` -- the safe loader,
+which refuses to run arbitrary pickled code -- and so does the official ``find_model``. (The
+numpy and Python generator states are therefore stored as int64 tensors, not as the tuples
+``np.random.get_state()`` and ``random.getstate()`` return.)
+
+Checkpoints are written atomically (minidit/files.py): to a temporary file in the same folder,
+flushed and fsynced, then renamed over the final name with ``os.replace``. A crash or a SIGKILL
+half-way through leaves at worst a stray ``*.tmp.<pid>`` file (removed when the run resumes),
+never a truncated ``.pt``; a full disk raises "disk full while writing <file>: N bytes free" and
+leaves the older checkpoints as they were.
 """
 from __future__ import annotations
 
-import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -25,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minidit.files import atomic_write
+
 CKPT_NAME = re.compile(r"^(\d{7,})\.pt$")
-FORMAT = "minidit-train-v1"
+FORMAT = "minidit-train-v2"  # v2: generator states as tensors (v1 held numpy/tuple objects)
 
 
 def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:
@@ -35,18 +45,34 @@ def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:
 
 
 def rng_state() -> dict:
-    """Every random generator the training loop draws from, captured now."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random generator the training loop draws from, captured now, as tensors and plain values."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # MT19937: 624 uint32 words + position
+    version, words, gauss_next = random.getstate()  # Python's MT19937: 625 ints (624 words + position)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Put back the generators captured by ``rng_state`` (CUDA only if both runs had it)."""
+    """Put back the generators captured by ``rng_state`` (CUDA only if both runs had it).
+
+    Also reads the tuples of a v1 checkpoint (``np.random.get_state()``/``random.getstate()`` as is).
+    """
     torch.set_rng_state(state["torch"].cpu() if torch.is_tensor(state["torch"]) else state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    np_state, py_state = state["numpy"], state["python"]
+    if isinstance(np_state, dict):
+        np_state = ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+                    np_state["cached_gaussian"])
+    np.random.set_state(np_state)
+    if isinstance(py_state, dict):
+        py_state = (py_state["version"], tuple(py_state["words"].tolist()), py_state["gauss_next"])
+    random.setstate(py_state)
     if "cuda" in state and torch.cuda.is_available():
         states = state["cuda"]
         if len(states) == torch.cuda.device_count():
@@ -54,34 +80,10 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` so that readers see the old file or the complete new one.
-
-    Write to ``path.tmp.<pid>`` in the same folder (a rename is only atomic within one file
-    system), flush Python's and the OS's buffers (``fsync``) so the bytes are on disk before
-    the rename makes them visible, then ``os.replace``. The folder is fsynced too so the new
-    name survives a power cut.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some file systems (and Windows) cannot fsync a folder; the rename still stands
-        pass
-    return path
+    """``torch.save`` to ``path`` so that readers see the old file or the complete new one (see files.py)."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def make_checkpoint(model, ema, opt, args: dict, step: int, epoch: int, batch_in_epoch: int) -> dict:
@@ -99,16 +101,30 @@ def make_checkpoint(model, ema, opt, args: dict, step: int, epoch: int, batch_in
     }
 
 
+def _numpy_globals() -> list:
+    """What a v1 checkpoint's numpy generator state needs from the unpickler (arrays of uint32)."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read a checkpoint, with a clear error when it is missing or not a checkpoint."""
+    """Read a checkpoint with the safe loader (``weights_only=True``); clear errors naming the file.
+
+    A v1 minidit checkpoint (numpy arrays in its generator state) is read by allowing exactly the
+    numpy array types, nothing else.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass an existing .pt file or --resume latest")
     try:
-        # weights_only=False: the dict holds numpy/python RNG states (our own files only)
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"cannot read checkpoint {path}: {e}") from e
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            with torch.serialization.safe_globals(_numpy_globals()):
+                ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a truncated, corrupt or foreign file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ValueError(f"cannot read checkpoint {path}: {reason} (a truncated or corrupt file?)") from e
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} is not a minidit/DiT checkpoint (got a {type(ckpt).__name__})")
     return ckpt
@@ -145,14 +161,19 @@ def prune_checkpoints(ckpt_dir: str | Path, keep_last: int, milestone_every: int
     return deleted
 
 
-def find_latest(results_dir: str | Path) -> Path:
-    """The newest checkpoint of the newest run in ``results_dir`` (what ``--resume latest`` means)."""
+def latest_run_checkpoints(results_dir: str | Path) -> list[Path]:
+    """The checkpoints of the newest run in ``results_dir`` that has any, newest first."""
     results_dir = Path(results_dir)
-    runs = sorted((p for p in results_dir.glob("[0-9][0-9][0-9]*-*") if p.is_dir()),
+    runs = sorted((p for p in results_dir.glob("[0-9][0-9][0-9]*-*") if p.is_dir() and p.name.split("-")[0].isdigit()),
                   key=lambda p: int(p.name.split("-")[0]), reverse=True) if results_dir.is_dir() else []
     for run in runs:
         ckpts = list_checkpoints(run / "checkpoints")
         if ckpts:
-            return ckpts[-1][1]
+            return [path for _, path in reversed(ckpts)]
     raise FileNotFoundError(f"--resume latest: no checkpoint found under {results_dir}/*/checkpoints; "
                             f"pass a checkpoint path or check --results-dir")
+
+
+def find_latest(results_dir: str | Path) -> Path:
+    """The newest checkpoint of the newest run in ``results_dir`` (what ``--resume latest`` tries first)."""
+    return latest_run_checkpoints(results_dir)[0]

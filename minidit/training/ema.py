@@ -30,12 +30,11 @@ def update_ema(ema_params: list[torch.Tensor], params: list[torch.Tensor], decay
     example ``list(ema.parameters())`` and ``list(model.parameters())``); ``decay`` is a float in
     [0, 1] (0.9999 in the paper). Nothing is returned: ``ema_params`` are updated in place and
     ``params`` are left untouched. No gradients flow (the update is not part of training).
-    Use ``torch._foreach_mul_`` and ``torch._foreach_add_`` so the whole list is updated with
-    one call per operation (``torch._foreach_add_(xs, ys, alpha=a)`` does ``x += a * y`` for
-    every pair); this is how the official code's ``ema.mul_(decay).add_(param, alpha=1 - decay)``
-    is written for many tensors at once.
+    Raise ``ValueError`` if the two lists differ in length. minidit updates the whole list with
+    one multi-tensor call per operation (``torch._foreach_*``, see the module docstring); a loop
+    over the pairs computes the same numbers.
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=1 minutes=15
     if len(ema_params) != len(params):
         raise ValueError(f"update_ema: {len(ema_params)} EMA tensors but {len(params)} parameters")
     if not ema_params:

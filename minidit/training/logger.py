@@ -1,6 +1,6 @@
 """What a run leaves behind, and what it prints: the run folder, the log, metrics, throughput.
 
-A run folder (rank 0 creates it; the official code's naming plus the preset)::
+A run folder (rank 0 creates it, see runfolder.py; the official code's naming plus the preset)::
 
     results/003-DiT-N-2-digits/
         args.json        every argument of the run (after presets and flags are combined)
@@ -9,65 +9,72 @@ A run folder (rank 0 creates it; the official code's naming plus the preset)::
         checkpoints/     0000500.pt, ... (see checkpoint.py)
         samples_0002000.png   a sample grid, one row per class
         loss.png         the loss curves (mse and vb)
+        .lock            while a process trains here: its pid and host (see runfolder.py)
+        set-aside/       after a roll-back: what the abandoned branch wrote after the resumed step
+
+Every file is written atomically, or appended a whole line at a time (minidit/files.py).
+
+Between two log lines the losses are summed on the device by a ``LossMeter``: reading a GPU
+tensor (``.item()``) waits for the GPU, so the trainer reads them at log steps only.
 """
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-# Dense peak TFLOP/s by device name (bf16 tensor cores; fp32 runs use TF32, half of it), from the
-# vendors' data sheets. Used for model-FLOPs utilisation (MFU); --peak-tflops overrides.
-PEAK_TFLOPS_BF16 = {
-    "H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0,
-    "GH200": 989.0, "B200": 2250.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L40": 181.0,
-    "L4": 121.0, "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0,
-    "T4": 65.0,
-}
+from minidit.files import append_line, write_text_atomic
+from minidit.training.distributed import DistInfo, all_reduce_mean
 
 
-def peak_tflops(device: torch.device, precision: str, override: float | None = None) -> float | None:
-    """The device's dense peak TFLOP/s for ``precision``, or None when unknown (CPU included)."""
-    if override:
-        return float(override)
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in PEAK_TFLOPS_BF16.items():  # most specific names come first
-        if key in name:
-            # fp32 matmuls run on TF32 tensor cores (allowed by train.py): half the bf16 rate
-            return tflops if precision == "bf16" else tflops / 2
-    return None
+class LossMeter:
+    """Loss, mse and vb summed on the device since the last log line, and the first non-finite step."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(3, device=device)  # loss, mse, vb
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)  # -1: every loss finite
+        self.count = 0
+        self.since = time.time()
+
+    def add(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Add one step's losses (device-side bookkeeping only: no ``.item()`` here)."""
+        loss = losses["loss"].detach()
+        self.sums += torch.stack([loss, losses.get("mse", loss).detach(),
+                                  losses.get("vb", torch.zeros_like(loss)).detach()])
+        self.bad_step = torch.where(torch.isfinite(loss) | (self.bad_step >= 0), self.bad_step,
+                                    torch.full_like(self.bad_step, step))
+        self.count += 1
+
+    def first_bad_step(self) -> int:
+        """The first step whose loss was NaN or inf, or -1 (a host-device sync)."""
+        return int(self.bad_step.item())
+
+    def read(self, info: DistInfo, now: float) -> tuple[list[float], float]:
+        """The mean loss, mse and vb over the interval and all ranks, and the steps/s; then start anew."""
+        means = (all_reduce_mean(self.sums, info) / self.count).tolist()
+        steps_per_s = self.count / max(now - self.since, 1e-9)
+        self.sums.zero_()
+        self.count = 0
+        self.restart_clock()
+        return means, steps_per_s
+
+    def restart_clock(self) -> None:
+        """Time from now on (after a pause that is not training, such as drawing a sample grid)."""
+        self.since = time.time()
 
 
-def mfu(images_per_s: float, gflops_per_image: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation for the log, or None when the peak or the Gflops are unknown.
-
-    The formula (training FLOPs per image = 3 * 2 * Gflops * 1e9, over the peak) is chapter 13's
-    graded ``minidit.experiments.cost.mfu``; the log uses that same function.
-    """
-    from minidit.experiments.cost import mfu as training_mfu
-
-    if not peak or not gflops_per_image:
-        return None
-    return training_mfu(images_per_s, gflops_per_image, peak)
-
-
-def next_run_dir(results_dir: str | Path, model: str, preset: str) -> Path:
-    """``results_dir/NNN-<model>-<preset>`` with NNN one more than the highest existing index."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    indices = [int(p.name.split("-")[0]) for p in results_dir.iterdir()
-               if p.is_dir() and p.name.split("-")[0].isdigit()]
-    index = max(indices, default=-1) + 1
-    # "DiT-XL/2" -> "DiT-XL-2" (the official code does the same)
-    name = f"{index:03d}-{model.replace('/', '-')}-{preset}"
-    path = results_dir / name
-    (path / "checkpoints").mkdir(parents=True, exist_ok=False)
-    return path
+def format_log_line(rec: dict) -> str:
+    """The official log line (``(step=0000100) Train Loss: ..., Train Steps/Sec: ...``) plus minidit's figures."""
+    line = (f"(step={rec['step']:07d}) Train Loss: {rec['loss']:.4f} (mse {rec['mse']:.4f}, vb {rec['vb']:.4f}), "
+            f"Train Steps/Sec: {rec['steps_per_s']:.2f}, images/s {rec['images_per_s']:.1f}, lr {rec['lr']:.2e}")
+    if "mfu" in rec:
+        line += f", MFU {100 * rec['mfu']:.1f}%"
+    return line
 
 
 def create_logger(run_dir: Path | None, is_main: bool, name: str = "minidit.train") -> logging.Logger:
@@ -94,9 +101,11 @@ def create_logger(run_dir: Path | None, is_main: bool, name: str = "minidit.trai
 
 
 class _TqdmHandler(logging.Handler):
-    def emit(self, record):
-        from tqdm import tqdm
+    """The terminal's log lines; a record logged with ``extra={"file_only": True}`` goes to log.txt only."""
 
+    def emit(self, record):
+        if getattr(record, "file_only", False):
+            return
         try:
             tqdm.write(self.format(record), file=sys.stdout)
         except Exception:  # pragma: no cover - logging must never kill training
@@ -111,22 +120,33 @@ def close_logger(logger: logging.Logger) -> None:
 
 def progress_bar(total: int, initial: int, enabled: bool):
     """A tqdm bar on an interactive terminal only (log files and CI get plain lines)."""
-    from tqdm import tqdm
-
     show = enabled and sys.stderr.isatty()
     return tqdm(total=total, initial=initial, disable=not show, unit="step", dynamic_ncols=True)
 
 
 def write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``obj`` as a JSON file, atomically (a reader sees the old file or the new one)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, default=float) + "\n")
+    """Add one record to a ``.jsonl`` file: the whole line or nothing (a full disk cuts nothing in half)."""
+    append_line(path, json.dumps(obj, default=float))
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Replace a ``.jsonl`` file atomically with ``records``."""
+    write_text_atomic(path, "".join(json.dumps(r, default=float) + "\n" for r in records))
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a ``.jsonl`` file; a torn line (a power cut mid-write) is skipped."""
     if not Path(path).exists():
         return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -8,9 +8,9 @@ lifting (``q_sample``, the KL terms) lives in ``minidit.diffusion``; this module
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
+
+from minidit.env import autocast_context
 
 
 def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Generator | None = None,
@@ -18,31 +18,18 @@ def sample_timesteps(batch_size: int, num_timesteps: int, generator: torch.Gener
     """Draw one diffusion timestep per example, uniformly: ``t_i ~ Uniform{0, 1, ..., T-1}``.
 
     Returns an int64 tensor of shape ``(batch_size,)`` on ``device`` with values in
-    ``[0, num_timesteps)``. Uniform sampling is what the paper and the official code use
-    (``torch.randint(0, T, (N,))``); with ``generator`` given, draw from it (so a run can be
-    reproduced), otherwise from the global RNG. Draw with ``torch.randint`` directly on
-    ``device`` (no CPU tensor copied to the GPU each step).
+    ``[0, num_timesteps)``; raise ``ValueError`` if ``num_timesteps < 1``. Uniform integers, as
+    the paper and the official code draw them: with ``generator`` given, from that generator
+    (so a run can be reproduced), otherwise from the global RNG -- the same random numbers as
+    the official code for the same seed. Create them directly on ``device`` (no CPU tensor
+    copied to the GPU each step).
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=1 minutes=5
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
     return torch.randint(0, num_timesteps, (batch_size,), generator=generator, device=device,
                          dtype=torch.long)
     # END SOLUTION
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast for ``precision == "bf16"`` (the weights stay fp32: they are the master copy).
-
-    Under autocast the matmuls and attention run in bf16 while PyTorch keeps reductions such as
-    LayerNorm and softmax in fp32; the loss itself is computed in fp32 (see ``diffusion_loss``).
-    bf16 has fp32's exponent range, so unlike fp16 no loss scaling is needed.
-    """
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
-    return contextlib.nullcontext()
 
 
 def _float32_output(model):

@@ -30,7 +30,7 @@ def lr_at_step(step: int, base_lr: float, warmup_steps: int = 0, decay_steps: in
     Returns a Python float. The schedule depends on ``step`` only (never on how long this
     particular process runs), so a resumed run follows the same schedule as a straight one.
     """
-    # BEGIN SOLUTION ch06
+    # BEGIN SOLUTION ch06 difficulty=2 minutes=20
     if step < warmup_steps:
         # linear warm-up: lr = base_lr * (step + 1) / warmup_steps
         return base_lr * (step + 1) / warmup_steps

@@ -1,8 +1,8 @@
 """The two pictures a run writes: a sample grid (one row per class) and the loss curves.
 
-Both are written by rank 0 only and are for people, not for metrics (metrics.jsonl holds the
-numbers). matplotlib runs with its non-interactive ``Agg`` backend, so training works on a
-server with no display.
+Both are written by rank 0 only, atomically (minidit/files.py), and are for people, not for
+metrics (metrics.jsonl holds the numbers). matplotlib runs with its non-interactive ``Agg``
+backend, so training works on a server with no display.
 """
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from minidit.diffusion import create_diffusion
+from minidit.files import atomic_write
+from minidit.generation import generate, grid_columns_for, grid_labels
+from minidit.metrics.npz import to_uint8
 
 
 def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int = 32) -> Path:
@@ -20,10 +26,6 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int =
     is at least ``min_side`` pixels wide and the pixels stay sharp. A 2-pixel white border
     separates the images.
     """
-    from PIL import Image
-
-    from minidit.metrics.npz import to_uint8
-
     n, c, h, w = images.shape
     if n == 0 or rows < 1 or n % rows != 0:
         raise ValueError(f"cannot lay out {n} images in {rows} equal rows")
@@ -40,9 +42,24 @@ def save_grid(images: torch.Tensor, path: str | Path, rows: int, min_side: int =
         top, left = pad + r * (ph + pad), pad + col * (pw + pad)
         canvas[top:top + ph, left:left + pw] = pics[i]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(path)
+    with atomic_write(path) as f:  # a reader never sees half a picture (it makes the folder too)
+        Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(f, format="PNG")
     return path
+
+
+def write_sample_grid(ema, config, vae, shape, run_dir: Path, step: int, device) -> Path:
+    """Sample a grid with the EMA weights (one row per class) without touching the training RNG streams."""
+    columns = grid_columns_for(config.grid_columns, config.num_classes, device, vae, config.image_size)
+    labels = grid_labels(config.num_classes, columns)
+    diffusion = create_diffusion(str(config.num_sampling_steps), learn_sigma=config.learn_sigma)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # sampling must not shift the training RNG
+        torch.manual_seed(config.global_seed)
+        gen = torch.Generator().manual_seed(config.global_seed)
+        images = generate(ema, diffusion, labels, shape, config.num_classes, cfg_scale=config.cfg_scale,
+                          sampler=config.sampler, device=device, vae=vae, generator=gen,
+                          precision=config.precision)
+    return save_grid(images, run_dir / f"samples_{step:07d}.png", rows=len(torch.unique(labels)))
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -60,7 +77,7 @@ def save_loss_curve(records: list[dict], path: str | Path, title: str = "") -> P
     Two panels with their own log-scaled y axes: the vb term is orders of magnitude smaller
     than the mse term late in training, and on one axis it would look flat.
     """
-    import matplotlib
+    import matplotlib  # imported on first use: it takes a while, and most processes never plot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -84,6 +101,9 @@ def save_loss_curve(records: list[dict], path: str | Path, title: str = "") -> P
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return path

@@ -15,20 +15,24 @@ pytestmark = pytest.mark.ch4
 
 def test_timestep_embedding(impl):
     f = impl("ch04").timestep_embedding
-    t = torch.tensor([0.0, 1.0, 250.0, 999.0])
-    for dim in (256, 64, 7):
-        assert_close(f(t, dim), ref_timestep_embedding(t, dim), f"timestep_embedding(t=[0, 1, 250, 999], dim={dim})",
-                     atol=1e-5)
-    # frozen: cos first, frequencies exp(-ln(10000) * i / half) with half = dim // 2 (not half - 1)
+    # convention first: cos first, frequencies exp(-ln(10000) * i / half) with half = dim // 2 (not half - 1)
     got = f(torch.tensor([2.0]), 4)
     f1 = math.exp(-math.log(10000) / 2)
     assert_close(got, torch.tensor([[math.cos(2.0), math.cos(2 * f1), math.sin(2.0), math.sin(2 * f1)]]),
                  "timestep_embedding([2.0], 4): expected [cos(2 f0), cos(2 f1), sin(2 f0), sin(2 f1)] "
                  "with f_i = exp(-ln(10000) i / 2)", atol=1e-6)
+    t = torch.tensor([0.0, 1.0, 250.0, 999.0])
+    for dim in (256, 64, 7):
+        assert_close(f(t, dim), ref_timestep_embedding(t, dim), f"timestep_embedding(t=[0, 1, 250, 999], dim={dim})",
+                     atol=1e-5)
 
 
 def test_drop_labels(impl):
     f = impl("ch04").drop_labels
+    # convention first: a dropped label becomes the null class id num_classes (the table's last row)
+    assert_close(f(torch.tensor([2, 0]), 0.0, 5, torch.tensor([1, 1])), torch.tensor([5, 5]),
+                 "drop_labels([2, 0], 0.0, num_classes=5, force_drop_ids=[1, 1]): the null class id is "
+                 "num_classes = 5")
     y = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
     force = torch.tensor([0, 1, 1, 0, 0, 0, 1, 0])
     assert_close(f(y, 0.0, 10, force), ref_drop_labels(y, 0.0, 10, force),

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from minidit.experiments.scaling import sampling_compute_gflops as ref_sampling
-from minidit.experiments.scaling import training_compute_gflops as ref_training
+from minidit.flops import sampling_compute_gflops as ref_sampling
+from minidit.flops import training_compute_gflops as ref_training
 
 pytestmark = pytest.mark.ch12
 

@@ -2,7 +2,7 @@
 import pytest
 
 from minidit.experiments.cost import gpu_hours as ref_gpu_hours
-from minidit.experiments.cost import mfu as ref_mfu
+from minidit.flops import mfu as ref_mfu
 
 pytestmark = pytest.mark.ch13
 
@@ -29,6 +29,10 @@ def test_mfu(impl):
     assert got == pytest.approx(550 * 6 * 118.6e9 / 989e12), (
         f"mfu(550, 118.6, 989): 3 passes x 2 FLOPs per MAC -> expected {550 * 6 * 118.6e9 / 989e12:.4f}, got {got}")
     assert f(26.0, 118.6, 312.0) == pytest.approx(ref_mfu(26.0, 118.6, 312.0))
+    got = f(550.0, 118.6, 989.0, passes=1)
+    assert got == pytest.approx(550 * 2 * 118.6e9 / 989e12), (
+        f"mfu(550, 118.6, 989, passes=1) (a forward pass alone, as in sampling): expected "
+        f"{550 * 2 * 118.6e9 / 989e12:.4f}, got {got}")
     with pytest.raises(ValueError):
         f(100.0, 118.6, 0.0)
 

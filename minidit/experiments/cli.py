@@ -1,0 +1,81 @@
+"""The command line both experiment scripts share: the recipe's flags, the output folder, run or report.
+
+``python -m minidit.experiments.scaling`` and ``python -m minidit.experiments.ablation`` take the
+same flags for the shared ``Recipe`` (each changes one field of it) and add their own knob
+(``--models``, ``--variants``). Results are cached as one JSON per run in the output folder, so
+a rerun skips finished runs and ``--report`` prints the tables without training.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from minidit.env import cache_dir, configure_torch
+from minidit.env import smoke as smoke_mode
+
+from .common import Recipe, RunSpec, load_results, run_grid
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags of the shared recipe (not given: the recipe's value) and of the output."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--smoke", action="store_true", help="a tiny run in seconds (also MINIDIT_SMOKE=1)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (default 800; smoke 20)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 64")
+    p.add_argument("--fid-samples", type=int, default=None, help="default 500")
+    p.add_argument("--sampling-steps", type=int, default=None, help="respaced DDPM steps for FID (default 50)")
+    p.add_argument("--cfg-scale", type=float, default=None, help="guidance for FID samples (default 1.0: none)")
+    p.add_argument("--sweep-steps", default=None, help="sampling steps tried on the final model (default 10,25,50)")
+    p.add_argument("--out", default=None, help="results folder (default: the minidit cache)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these models are tiny, and on a busy machine extra "
+                        "threads only wait for each other)")
+    p.add_argument("--report", action="store_true", help="print the tables from the cache, train nothing")
+    return p
+
+
+def results_dir(experiment: str, smoke: bool) -> Path:
+    """The default output folder of an experiment (``scaling``, ``ablation``) in the minidit cache."""
+    return cache_dir("experiments", f"{experiment}-smoke" if smoke else experiment)
+
+
+def start(args: argparse.Namespace, experiment: str) -> tuple[bool, Path]:
+    """The smoke switch, this process's CPU threads, and the output folder."""
+    smoke = args.smoke or smoke_mode()
+    configure_torch(torch.device("cpu"), args.threads)
+    out = Path(args.out) if args.out else results_dir(experiment, smoke)
+    return smoke, out
+
+
+def recipe_from_args(args: argparse.Namespace, base: Recipe) -> Recipe:
+    """``base`` with every recipe flag that was given."""
+    changes = {key: getattr(args, key) for key in ("steps", "batch_size", "fid_samples", "sampling_steps", "cfg_scale")
+               if getattr(args, key) is not None}
+    if args.sweep_steps:
+        changes["sweep_steps"] = tuple(int(s) for s in args.sweep_steps.split(","))
+    return dataclasses.replace(base, **changes)
+
+
+def seeds_of(args: argparse.Namespace) -> tuple[int, ...]:
+    return tuple(int(s) for s in args.seeds.split(","))
+
+
+def report(out: Path, summarize) -> list[dict]:
+    """Print the tables of every run cached in ``out``; train nothing."""
+    results = load_results(out)
+    print(summarize(results))
+    return results
+
+
+def run_and_report(specs: list[RunSpec], out: Path, summarize, desc: str) -> list[dict]:
+    """Run the specs not cached in ``out`` yet, then print the tables of all of them."""
+    t0 = time.time()
+    results = run_grid(specs, out, desc=desc)
+    print(summarize(results))
+    print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
+    return results
