@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from minidit.metrics import (class_accuracy, fid_from_features, get_feature_extractor, to_uint8,
                              within_class_diversity)
-from minidit.metrics.classifier import _split_tensors, classifier_path
+from minidit.metrics.classifier import (OFFLINE_SPECS, SmallCNN, _split_tensors, classifier_path,
+                                        dihedral)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,17 @@ def digits_extractor(tmp_path_factory):
         mp.setenv("MINIDIT_CACHE", str(cache))
         extractor = get_feature_extractor("digits", verbose=False)
         assert classifier_path("digits").is_file() and str(cache) in str(classifier_path("digits"))
+        yield extractor
+
+
+@pytest.fixture(scope="session")
+def shapes_extractor(tmp_path_factory):
+    """The offline shapes classifier, trained once per test session into the same private cache."""
+    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINIDIT_CACHE", str(cache))
+        extractor = get_feature_extractor("shapes", verbose=False)
+        assert classifier_path("shapes").is_file() and str(cache) in str(classifier_path("shapes"))
         yield extractor
 
 
@@ -124,6 +136,65 @@ def test_digits_extractor_outputs_and_collapse_measure(digits_extractor):
         ex.features(torch.zeros(2, 1, 16, 16))
     with pytest.raises(ValueError, match="one label per image"):
         class_accuracy(x[:4], [0, 1], ex)
+
+
+def test_dihedral_is_the_symmetry_group_of_the_square():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    images = [dihedral(x, k) for k in range(8)]
+    # eight different images, all permutations of the same pixels
+    assert len({tuple(im.flatten().tolist()) for im in images}) == 8
+    assert all(torch.equal(im.flatten(1).sort(1).values, x.flatten(1).sort(1).values) for im in images)
+    assert torch.equal(dihedral(x, 1), x.transpose(2, 3).flip(2))                  # a quarter turn
+    assert torch.equal(dihedral(x, 4), x.flip(-1))                                  # the mirror
+    assert torch.equal(dihedral(dihedral(x, 3), 1), x)                              # 3 + 1 quarter turns
+    assert torch.equal(dihedral(dihedral(x, 5), 5), x)                              # mirrors are involutions
+
+
+def test_small_cnn_variants_keep_digits_layout_and_batch_independence():
+    # no batch norm, no refine (the digits recipe): exactly the v2 parameters, so caches stay valid
+    plain = SmallCNN(1, 8, 10, width=32)
+    assert sorted(plain.state_dict()) == ["fc.bias", "fc.weight", "head.bias", "head.weight",
+                                          "stages.0.bias", "stages.0.weight", "stem.bias", "stem.weight"]
+    # 1*32*9+32 + 32*64*9+64 + 128*64+64 + 64*10+10
+    assert sum(p.numel() for p in plain.parameters()) == 320 + 18496 + 8256 + 650
+    # shapes: 32x32 -> 16 -> 8 -> 4; refine convolutions at 16x16 and 8x8 only, batch norm everywhere
+    net = SmallCNN(3, 32, 10, width=16, batch_norm=True, refine=True)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.stride[0]) for m in convs] == [
+        (3, 16, 1), (16, 32, 2), (32, 64, 2), (64, 128, 2), (32, 32, 1), (64, 64, 1)]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 6
+    # in eval mode an image's features do not depend on the rest of its batch
+    torch.manual_seed(0)
+    net.train()(torch.randn(16, 3, 32, 32))                     # move the running statistics
+    net.eval()
+    x = torch.randn(5, 3, 32, 32)
+    out = net(x)
+    assert out["features"].shape == (5, 64) and out["spatial"].shape == (5, 7 * 8 * 8)
+    torch.testing.assert_close(net(x[2:3])["features"], out["features"][2:3])
+
+
+@pytest.mark.slow
+def test_shapes_classifier_held_out_accuracy(shapes_extractor):
+    ex = shapes_extractor
+    x_test, y_test = _split_tensors("shapes", False, **OFFLINE_SPECS["shapes"]["test_kwargs"])
+    assert len(x_test) == 2000
+    acc = class_accuracy(x_test, y_test.numpy(), ex)
+    assert acc >= 0.98, f"shapes classifier: held-out accuracy {acc:.4f} < 0.98"
+    assert abs(acc - ex.test_accuracy) < 1e-6                          # what the cache recorded
+    # every class, not just on average (a dropped class would cost 10 points)
+    pred = ex.probs(x_test).argmax(1)
+    per_class = [(pred[y_test.numpy() == c] == c).mean() for c in range(10)]
+    assert min(per_class) >= 0.95, per_class
+    # the features serve FID: fresh real images are close, noised ones far, and farther with more noise
+    x_train, _ = _split_tensors("shapes", True, num_samples=2000)
+    f_train = ex.features(x_train)
+    g = torch.Generator().manual_seed(0)
+    fids = [fid_from_features(f_train, ex.features(
+        (x_test + sigma * torch.randn(x_test.shape, generator=g)).clamp(-1, 1))) for sigma in (0.0, 0.1, 0.3)]
+    assert all(a < b for a, b in zip(fids, fids[1:])), f"FID not increasing with noise: {fids}"
+    # the cache gives back the same network
+    again = get_feature_extractor("shapes", verbose=False)
+    np.testing.assert_array_equal(again.features(x_test[:20]), ex.features(x_test[:20]))
 
 
 def test_an_extractor_refuses_images_it_was_not_made_for(digits_extractor, standin_path):
