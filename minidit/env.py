@@ -29,8 +29,9 @@ def check_device(name: str) -> torch.device:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"--device {name}: no CUDA GPU is visible here (a CPU-only torch build, no driver, "
-                             f"or CUDA_VISIBLE_DEVICES empty); use --device cpu")
+            raise ValueError(f"--device {name}: no CUDA GPU is visible here (torch {torch.__version__}: a CPU-only "
+                             f"build, no driver, or CUDA_VISIBLE_DEVICES empty); use --device cpu, or a CUDA "
+                             f"build of torch on a machine with a GPU")
         if device.index is not None and device.index >= count:
             raise ValueError(f"--device {name}: only {count} CUDA GPU(s) visible (cuda:0..cuda:{count - 1})")
     elif device.type == "mps":
@@ -62,27 +63,6 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def check_device(name: str) -> torch.device:
-    """The device ``name`` names (``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked to exist on this machine."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {name}: no CUDA GPU is visible here (torch {torch.__version__}); "
-                             f"use --device cpu, or a CUDA build of torch on a machine with a GPU")
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-    elif device.type == "mps":
-        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-            raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name}: minidit runs on cpu, cuda or mps")
-    return device
 
 
 def usable_cores() -> int:
