@@ -68,7 +68,9 @@ class DiTBlock(nn.Module):
         x = x + gate_msa * Attention(modulate(norm1(x), shift_msa, scale_msa))
         x = x + gate_mlp * MLP(modulate(norm2(x), shift_mlp, scale_mlp))
 
-    with the gates broadcast over tokens. ``DiT.initialize_weights`` zeroes ``adaLN_modulation``,
+    with the gates broadcast over tokens and ``modulate(h, shift, scale) = h * (1 + scale) + shift``.
+    In the paper's symbols gate, shift, scale are alpha, beta, gamma (not the noise schedule's
+    alpha and beta). ``DiT.initialize_weights`` zeroes ``adaLN_modulation``,
     so all gates are 0 at init and the block is the identity.
     """
 

@@ -87,9 +87,9 @@ class AdaLNBlock(nn.Module):
         """
         # (N, D) -> four (N, D) vectors
         shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)
-        # x = x + Attention(gamma_1 * LN(x) + beta_1)
+        # x = x + Attention(LN(x) * (1 + gamma_1) + beta_1)
         x = x + self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
-        # x = x + MLP(gamma_2 * LN(x) + beta_2)
+        # x = x + MLP(LN(x) * (1 + gamma_2) + beta_2)
         return x + self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
 
 

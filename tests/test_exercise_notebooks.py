@@ -42,3 +42,17 @@ def test_the_capstone_cells():
     assert "train_my_dit()" in six[-1] and "sample_my_dit()" in seven[-1]
     readme = (ROOT / "README.md").read_text()
     assert "--impl exercises:ch01-ch06" in readme and "--impl exercises:ch01-ch07" in readme
+
+
+def test_the_readme_table_lists_every_chapter_and_its_exercises():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## The learning path", 1)[1].split("\n\n| # |", 1)[1].split("\n\n", 1)[0]
+    cols = {int(line.split("|")[1]): re.split(r"(?<!\\)\|", line) for line in table.splitlines()[2:]}   # not at \|
+    rows = {chapter: "|".join(c) for chapter, c in cols.items()}
+    assert sorted(rows) == list(range(1, 14)) and ".venv/bin/jupyter lab notebooks/" in readme
+    for it in graded_items():
+        row = rows[it.chapter]
+        assert f"`{Path(notebook_path(it.chapter)).stem}`" in row and f"`{it.qualname}`" in row, it.qualname
+    for chapter, row in rows.items():   # an exercises column that lists more than the chapter holds is stale
+        listed = re.findall(r"`([\w.]+)`", cols[chapter][4])
+        assert sorted(listed) == sorted(it.qualname for it in graded_items() if it.chapter == chapter), chapter

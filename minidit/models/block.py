@@ -54,7 +54,9 @@ class DiTBlock(nn.Module):
         x = x + gate_msa * Attention(modulate(norm1(x), shift_msa, scale_msa))
         x = x + gate_mlp * MLP(modulate(norm2(x), shift_mlp, scale_mlp))
 
-    with the gates broadcast over tokens. ``DiT.initialize_weights`` zeroes ``adaLN_modulation``,
+    with the gates broadcast over tokens and ``modulate(h, shift, scale) = h * (1 + scale) + shift``.
+    In the paper's symbols gate, shift, scale are alpha, beta, gamma (not the noise schedule's
+    alpha and beta). ``DiT.initialize_weights`` zeroes ``adaLN_modulation``,
     so all gates are 0 at init and the block is the identity.
     """
 
@@ -76,9 +78,10 @@ class DiTBlock(nn.Module):
         # BEGIN SOLUTION ch04 difficulty=2 minutes=25
         # (N, D) -> (N, 6D) -> six (N, D) vectors, in the official order
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
-        # x = x + alpha_1 * Attention(gamma_1 * LN(x) + beta_1)
+        # x = x + alpha_1 * Attention(LN(x) * (1 + gamma_1) + beta_1)   (modulate; the paper writes gamma_1 * LN(x):
+        #     the same layer with 1 + gamma_1 in place of gamma_1, as in the official code, so gamma_1 = 0 leaves LN(x))
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
-        # x = x + alpha_2 * MLP(gamma_2 * LN(x) + beta_2)
+        # x = x + alpha_2 * MLP(LN(x) * (1 + gamma_2) + beta_2)
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         return x
         # END SOLUTION
@@ -109,9 +112,9 @@ class AdaLNBlock(nn.Module):
         # BEGIN SOLUTION ch11 difficulty=1 minutes=15
         # (N, D) -> four (N, D) vectors
         shift_msa, scale_msa, shift_mlp, scale_mlp = self.adaLN_modulation(c).chunk(4, dim=1)
-        # x = x + Attention(gamma_1 * LN(x) + beta_1)
+        # x = x + Attention(LN(x) * (1 + gamma_1) + beta_1)
         x = x + self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
-        # x = x + MLP(gamma_2 * LN(x) + beta_2)
+        # x = x + MLP(LN(x) * (1 + gamma_2) + beta_2)
         return x + self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
         # END SOLUTION
 
