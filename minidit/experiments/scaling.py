@@ -15,11 +15,14 @@ Three views of the results:
 Results are cached as one JSON per (model, seed) under ``--out`` (a rerun skips finished
 configs); ``--report`` prints the tables from the cache without training, ``--report --json`` one
 JSON object (each finished run's final FID and the correlations), for scripts and tests.
+``--gpu-grid`` prints the paper's own 12-model grid on ImageNet-256 as ``torchrun`` commands with
+a time estimate each (gpu_grid.py).
 
     python -m minidit.experiments.scaling --smoke          # a tiny grid in seconds
     python -m minidit.experiments.scaling                  # the normal CPU grid (6 models, ~40 min)
     python -m minidit.experiments.scaling --models all     # all 9 (+ T/2, N/1, T/1: the costliest)
     python -m minidit.experiments.scaling --report --json  # the cached results as JSON
+    python -m minidit.experiments.scaling --gpu-grid --gpus 8 --gpu H100 --mfu 0.4 --latents DIR
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from scipy.stats import rankdata
 
 from minidit.models import DiT_models
 
-from . import cli
+from . import cli, gpu_grid
 from .common import RECIPE, SMOKE_RECIPE, Recipe, RunSpec
 
 FAMILIES = ("P", "N", "T")
@@ -228,7 +231,22 @@ def main(argv=None) -> list[dict]:
                         "(all but T/2, N/1 and T/1)")
     p.add_argument("--json", action="store_true", help="with --report: one JSON object (configs, r_loglog, "
                    "r_raw, spearman) instead of the tables")
+    g = p.add_argument_group("the paper's 12-model grid on GPUs (prints commands and estimates, trains nothing)")
+    g.add_argument("--gpu-grid", action="store_true", help="print the torchrun command and a time estimate of "
+                   "each of the 12 ImageNet-256 runs (--steps: their length, default 400000)")
+    g.add_argument("--gpus", type=int, default=8, help="GPUs per run (default 8; more: whole nodes of 8)")
+    g.add_argument("--gpu", default="H100", help="GPU name for its peak TFLOP/s (default H100)")
+    g.add_argument("--mfu", type=float, default=0.4, help="ASSUMED model FLOPs utilisation (default 0.4; "
+                   "benchmarks/gpu_check.sh measures it)")
+    g.add_argument("--latents", default="/data/in256-latents", help="latents from python -m minidit.extract")
     args = p.parse_args(argv)
+    if args.gpu_grid:
+        try:
+            plan = gpu_grid.gpu_grid_plan(args.gpus, args.gpu, args.mfu, args.steps, args.latents)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
+        return plan
     smoke, out = cli.start(args, "scaling")
     if args.report:
         return cli.report(out, report_json if args.json else summarize)
