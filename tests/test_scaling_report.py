@@ -32,11 +32,10 @@ def write_grid(folder: Path) -> None:
                                                   checkpoints=checkpoints, sweep=[], train_seconds=1.0,
                                                   eval_seconds=1.0, images_per_second=1.0, torch_threads=1))
     spec = recipe.spec("DiT-N/2", seed=0)  # diverged at step 70: no final checkpoint, so not a config
-    common.save_result(folder, spec, dict(spec=spec.to_json(), params=1000, gflops=0.02, tokens=16,
-                                          checkpoints=[dict(step=50, fid=90.0, loss=0.1, images_seen=50 * spec.batch_size,
-                                                            train_compute_gflops=3 * 0.02 * spec.batch_size * 50,
-                                                            train_seconds=1.0)], sweep=[],
-                                          diverged_at_step=70, train_seconds=1.0, eval_seconds=1.0,
+    last = dict(step=50, fid=90.0, loss=0.1, images_seen=50 * spec.batch_size,
+                train_compute_gflops=3 * 0.02 * spec.batch_size * 50, train_seconds=1.0)
+    common.save_result(folder, spec, dict(spec=spec.to_json(), params=1000, gflops=0.02, tokens=16, checkpoints=[last],
+                                          sweep=[], diverged_at_step=70, train_seconds=1.0, eval_seconds=1.0,
                                           images_per_second=1.0, torch_threads=1))
 
 

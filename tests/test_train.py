@@ -90,7 +90,7 @@ def test_presets_name_only_what_they_change():
     latent, pixel = PRESETS["shapes-latent"], PRESETS["shapes-pixel"]
     assert {k for k in latent if latent[k] != pixel.get(k)} == {"model", "vae"} and set(latent) == set(pixel)
     # one ImageNet-256 recipe for every model of the paper's grid; -xl2 names its default model
-    assert PRESETS["imagenet256"] == PRESETS["imagenet256-xl2"] and PRESETS["imagenet256"] is not PRESETS["imagenet256-xl2"]
+    assert PRESETS["imagenet256"] == PRESETS["imagenet256-xl2"]
     assert preset_config("imagenet256") == TrainConfig(**dict(preset_config("imagenet256-xl2").to_dict(),
                                                               preset="imagenet256"))
     assert resolve(["--preset", "imagenet256", "--model", "DiT-B/4"]).model == "DiT-B/4"
