@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,19 @@ def test_cli_prints_the_plan(capsys):
     assert "| DiT-XL/2 | 118.6" in out
     with pytest.raises(SystemExit, match="unknown GPU"):
         scaling.main(["--gpu-grid", "--gpu", "Z80"])
+
+
+def test_readme_shows_the_plans_commands_and_numbers():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### The paper's scaling grid")[1].split("\n### ")[0]
+    plan = gpu_grid.gpu_grid_plan(gpus=8, gpu="H100", mfu=0.4, latents="/data/in256-latents")
+    commands = section.replace("\\\n    ", "").splitlines()
+    for row in (plan[0], plan[-1]):
+        assert row["command"] in commands
+    cells = [c.strip() for line in section.splitlines() if line.startswith("| DiT-") for c in line.split("|")]
+    for row in plan:
+        i = cells.index(row["model"])
+        assert cells[i + 1:i + 4] == [f"{row['gflops']:.2f}", f"{row['gpu_hours']:.1f}", f"{row['wall_hours']:.1f}"]
+    flops = f"{sum(r['train_flops'] for r in plan):.3g}".replace("e+", "e")
+    assert (f"{flops} training FLOPs, {sum(r['gpu_hours'] for r in plan):.1f} "
+            f"GPU-hours, {sum(r['wall_hours'] for r in plan):.1f} hours") in section
