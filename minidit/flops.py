@@ -208,7 +208,11 @@ def peak_tflops(device: torch.device, precision: str, override: float | None = N
         return float(override)
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
+    return peak_tflops_of(torch.cuda.get_device_name(device), precision)
+
+
+def peak_tflops_of(name: str, precision: str = "bf16") -> float | None:
+    """The dense peak TFLOP/s of the GPU called ``name`` ("H100", "NVIDIA A100-SXM4-80GB"), or None."""
     for key, tflops in PEAK_TFLOPS_BF16.items():
         if key in name:
             # fp32 matmuls run on TF32 tensor cores (allowed by configure_torch): half the bf16 rate

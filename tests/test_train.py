@@ -89,6 +89,11 @@ def test_presets_name_only_what_they_change():
     # the two shapes presets share everything but the model and the autoencoder
     latent, pixel = PRESETS["shapes-latent"], PRESETS["shapes-pixel"]
     assert {k for k in latent if latent[k] != pixel.get(k)} == {"model", "vae"} and set(latent) == set(pixel)
+    # one ImageNet-256 recipe for every model of the paper's grid; -xl2 names its default model
+    assert PRESETS["imagenet256"] == PRESETS["imagenet256-xl2"]
+    assert preset_config("imagenet256") == TrainConfig(**dict(preset_config("imagenet256-xl2").to_dict(),
+                                                              preset="imagenet256"))
+    assert resolve(["--preset", "imagenet256", "--model", "DiT-B/4"]).model == "DiT-B/4"
     # the default job's recipe, as benchmarks/default_quality.py measured it
     d = preset_config("digits")
     assert (d.model, d.max_steps, d.global_batch_size, d.lr, d.decay_steps, d.ema_decay, d.cfg_scale,

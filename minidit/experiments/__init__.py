@@ -5,6 +5,7 @@
   sampling compute;
 * ``cost``     -- what the full-size DiT-XL/2 run costs (latent size, GPU-hours; MFU is in
   minidit/flops.py);
+* ``gpu_grid`` -- the paper's 12-model grid on GPUs: its torchrun commands and time estimates;
 * ``common``   -- the one recipe both scripts train with, the training-and-FID run, the JSON cache;
 * ``cli``      -- the command line both scripts share.
 

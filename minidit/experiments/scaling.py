@@ -13,22 +13,29 @@ Three views of the results:
   sampling-step counts, against the Gflops spent to sample one image.
 
 Results are cached as one JSON per (model, seed) under ``--out`` (a rerun skips finished
-configs); ``--report`` prints the tables from the cache without training.
+configs); ``--report`` prints the tables from the cache without training, ``--report --json`` one
+JSON object (each finished run's final FID and the correlations), for scripts and tests.
+``--gpu-grid`` prints the paper's own 12-model grid on ImageNet-256 as ``torchrun`` commands with
+a time estimate each (gpu_grid.py).
 
     python -m minidit.experiments.scaling --smoke          # a tiny grid in seconds
     python -m minidit.experiments.scaling                  # the normal CPU grid (6 models, ~40 min)
     python -m minidit.experiments.scaling --models all     # all 9 (+ T/2, N/1, T/1: the costliest)
+    python -m minidit.experiments.scaling --report --json  # the cached results as JSON
+    python -m minidit.experiments.scaling --gpu-grid --gpus 8 --gpu H100 --mfu 0.4 --latents DIR
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
 
 from minidit.models import DiT_models
 
-from . import cli
+from . import cli, gpu_grid
 from .common import RECIPE, SMOKE_RECIPE, Recipe, RunSpec
 
 FAMILIES = ("P", "N", "T")
@@ -75,23 +82,55 @@ def grid_specs(models, recipe: Recipe = RECIPE, seeds=(0,)) -> list[RunSpec]:
     return [recipe.spec(m, seed=s) for m in models for s in seeds]
 
 
+def finished(results: list[dict]) -> list[dict]:
+    """The runs that reached their last step (a diverged run stops early and has no final FID)."""
+    return [r for r in results if r["checkpoints"] and r["checkpoints"][-1]["step"] == r["spec"]["steps"]]
+
+
 def final_fids(results: list[dict]) -> dict[str, float]:
-    """model -> final-checkpoint FID, averaged over seeds."""
+    """model -> final-checkpoint FID, averaged over seeds (finished runs only)."""
     by_model: dict[str, list[float]] = {}
-    for r in results:
+    for r in finished(results):
         by_model.setdefault(r["spec"]["model"], []).append(r["checkpoints"][-1]["fid"])
     return {m: float(np.mean(v)) for m, v in by_model.items()}
 
 
+def spearman_correlation(x, y) -> float:
+    """Spearman's rank correlation: Pearson's r of the ranks (ties share their mean rank).
+
+    It asks only whether y falls whenever x grows, not how straight the line is; the same for raw
+    and log axes, since the logarithm keeps the order.
+    """
+    return pearson_correlation(rankdata(x), rankdata(y))
+
+
 def correlations(results: list[dict]) -> dict[str, float]:
-    """Pearson r between Gflops and final FID, on raw values and on log-log axes (Figure 8's)."""
+    """Gflops vs final FID over models (seed means): Pearson r on raw values and on log-log axes
+    (Figure 8's), and Spearman's rank correlation."""
     fids = final_fids(results)
     gfl = {r["spec"]["model"]: r["gflops"] for r in results}
     g = [gfl[m] for m in fids]
     f = [fids[m] for m in fids]
     if len(f) < 2:
         return {}
-    return dict(raw=pearson_correlation(g, f), loglog=pearson_correlation(np.log(g), np.log(f)))
+    return dict(raw=pearson_correlation(g, f), loglog=pearson_correlation(np.log(g), np.log(f)),
+                spearman=spearman_correlation(g, f))
+
+
+def report_json(results: list[dict]) -> str:
+    """The grid as ONE JSON object: each finished run's final FID, and the correlations.
+
+    ``configs``: ``{"model", "gflops", "seed", "fid"}`` per finished run (its final checkpoint),
+    sorted by Gflops then seed; ``r_loglog``, ``r_raw``, ``spearman``: ``correlations`` over the
+    models' seed-mean FIDs (null with fewer than two models); ``models``: how many there are.
+    """
+    done = sorted(finished(results), key=lambda r: (r["gflops"], r["spec"]["model"], r["spec"]["seed"]))
+    corr = correlations(done)
+    return json.dumps(dict(
+        configs=[dict(model=r["spec"]["model"], gflops=r["gflops"], seed=r["spec"]["seed"],
+                      fid=r["checkpoints"][-1]["fid"]) for r in done],
+        r_loglog=corr.get("loglog"), r_raw=corr.get("raw"), spearman=corr.get("spearman"),
+        models=len(final_fids(done))), indent=1)
 
 
 def axis_correlations(results: list[dict]) -> dict[str, dict]:
@@ -134,9 +173,9 @@ def summarize(results: list[dict]) -> str:
                      f"{r['gflops'] * 1e3:.2f} | {fids} | {r['checkpoints'][-1]['loss']:.4f} | "
                      f"{r['train_seconds']:.0f} | {r['images_per_second']:.0f} |")
     per_model: dict[str, list[float]] = {}
-    for r in results:
+    for r in finished(results):
         per_model.setdefault(r["spec"]["model"], []).append(r["checkpoints"][-1]["fid"])
-    if max(len(v) for v in per_model.values()) > 1:
+    if per_model and max(len(v) for v in per_model.values()) > 1:
         lines += ["", "Final FID over seeds (mean +- std, n seeds): " + "; ".join(
             f"{m} {np.mean(v):.1f} +- {np.std(v, ddof=1) if len(v) > 1 else 0:.1f} (n={len(v)})"
             for m, v in per_model.items()) + ". The correlations below use the seed means."]
@@ -144,7 +183,7 @@ def summarize(results: list[dict]) -> str:
     if corr:
         lines += ["", f"Pearson correlation between Gflops and final FID over {len(final_fids(results))} models: "
                       f"r = {corr['raw']:.3f} (raw values), r = {corr['loglog']:.3f} (log Gflops vs log FID, "
-                      f"Figure 8's axes). Paper: -0.93."]
+                      f"Figure 8's axes); Spearman's rank correlation {corr['spearman']:.3f}. Paper: -0.93."]
         by_axis = axis_correlations(results)
         if by_axis:
             lines += ["", "Along one axis at a time (log-log r): " + "; ".join(
@@ -190,10 +229,27 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--models", default=None,
                    help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all' for the 9; default: 6 "
                         "(all but T/2, N/1 and T/1)")
+    p.add_argument("--json", action="store_true", help="with --report: one JSON object (configs, r_loglog, "
+                   "r_raw, spearman) instead of the tables")
+    g = p.add_argument_group("the paper's 12-model grid on GPUs (prints commands and estimates, trains nothing)")
+    g.add_argument("--gpu-grid", action="store_true", help="print the torchrun command and a time estimate of "
+                   "each of the 12 ImageNet-256 runs (--steps: their length, default 400000)")
+    g.add_argument("--gpus", type=int, default=8, help="GPUs per run (default 8; more: whole nodes of 8)")
+    g.add_argument("--gpu", default="H100", help="GPU name for its peak TFLOP/s (default H100)")
+    g.add_argument("--mfu", type=float, default=0.4, help="ASSUMED model FLOPs utilisation (default 0.4; "
+                   "benchmarks/gpu_check.sh measures it)")
+    g.add_argument("--latents", default="/data/in256-latents", help="latents from python -m minidit.extract")
     args = p.parse_args(argv)
+    if args.gpu_grid:
+        try:
+            plan = gpu_grid.gpu_grid_plan(args.gpus, args.gpu, args.mfu, args.steps, args.latents)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
+        return plan
     smoke, out = cli.start(args, "scaling")
     if args.report:
-        return cli.report(out, summarize)
+        return cli.report(out, report_json if args.json else summarize)
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
     specs = grid_specs(models_of(args.models, smoke), recipe, seeds=cli.seeds_of(args))
     return cli.run_and_report(specs, out, summarize, desc="scaling grid")

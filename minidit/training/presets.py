@@ -20,20 +20,27 @@ _SMALL = dict(num_classes=10, epochs=100_000, ckpt_every=1000, num_workers=0, nu
 _SHAPES = dict(_SMALL, dataset="shapes", image_size=32, global_batch_size=64, lr=5e-4, warmup_steps=200,
                ema_decay=0.999, max_steps=5000, sample_every=1000)
 
+# The paper's ImageNet 256x256 recipe (Peebles & Xie section 4 and the official train.py), which the
+# defaults already are: DiT-XL/2 on SD-VAE latents (ft-EMA decoder, 32x32x4 for 256x256 images),
+# learned sigma, class dropout 0.1, AdamW lr 1e-4, no weight decay, no warm-up, constant lr, global
+# batch 256, EMA decay 0.9999, random horizontal flips, logging and checkpoint cadence of the
+# official script. The presets add the length: 400K steps (the paper's Table 4 and its scaling
+# plots; its best XL/2 model trains for 7M), a kept milestone and a sample grid every 50K steps.
+# fp32 is the paper's precision; add --precision bf16 --compile to train faster.
+_IMAGENET256 = dict(max_steps=400_000, milestone_every=50_000, sample_every=50_000)
+
 PRESETS: dict[str, dict] = {
     # The official train.py as it is: the defaults unchanged (DiT-XL/2 on 256x256 ImageFolder
     # images through the SD VAE (ft-EMA), 1000 classes, AdamW lr 1e-4 without weight decay, global
     # batch 256, EMA 0.9999, flips, 1400 epochs). ``--model DiT-S/8 --data-path DIR`` without a
     # preset runs this, as the same command line does with the official script.
     OFFICIAL_PRESET: dict(),
-    # The paper's ImageNet 256x256 recipe (Peebles & Xie §4 and the official train.py), which the
-    # defaults already are: DiT-XL/2 on SD-VAE latents (ft-EMA decoder), AdamW lr 1e-4, no weight
-    # decay, no warm-up, constant lr, global batch 256, EMA decay 0.9999, random horizontal flips,
-    # logging and checkpoint cadence of the official script. The preset adds the length: 400K
-    # steps (the paper's Table 4 and its scaling plots; its best XL/2 model trains for 7M), a kept
-    # milestone and a sample grid every 50K steps. fp32 is the paper's precision; add
-    # --precision bf16 --compile to train faster.
-    "imagenet256-xl2": dict(max_steps=400_000, milestone_every=50_000, sample_every=50_000),
+    # The paper's ImageNet 256x256 recipe for any model (``--model DiT-B/4``): the scaling grid of
+    # Figures 2 and 8 (S, B, L, XL x patch 8, 4, 2) trains all 12 models with it, and
+    # ``python -m minidit.experiments.scaling --gpu-grid`` prints those 12 commands.
+    "imagenet256": dict(_IMAGENET256),
+    # The same recipe under the name of its headline model (DiT-XL/2 is the default model).
+    "imagenet256-xl2": dict(_IMAGENET256),
     # THE DEFAULT: a small DiT on sklearn's 8x8 digits, pixel space, class conditional, learned
     # sigma -- trains and samples in under 3 minutes on 2 CPU cores. benchmarks/default_quality.py
     # measures it (idle 2-core machine: 137 s wall; 500 samples at guidance 1.5: 99.2% classified
