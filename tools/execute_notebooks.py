@@ -69,15 +69,19 @@ def stale_reason(path: Path) -> str | None:
 
 
 def relative_paths(nb) -> None:
-    """Write this checkout's and the home folder's absolute paths in the outputs as relative ones
-    (``./minidit``, ``~/.cache/...``): the stored outputs then read the same from any clone."""
+    """Write this checkout's, the cache's and the home folder's absolute paths in the outputs as
+    relative ones (``./minidit``, ``~/.cache/minidit``): the stored outputs then read the same from
+    any clone."""
     home = str(Path.home())
+    cache = os.environ.get("MINIDIT_CACHE")  # a cache elsewhere reads as the default one
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             fields = [("text", out)] if "text" in out else []
             fields += [(k, out["data"]) for k in ("text/plain", "text/html") if k in out.get("data", {})]
             for key, holder in fields:
                 text = holder[key] if isinstance(holder[key], str) else "".join(holder[key])
+                if cache:
+                    text = text.replace(str(Path(cache).expanduser()), "~/.cache/minidit")
                 text = text.replace(f"{ROOT}/", "./").replace(str(ROOT), ".")
                 holder[key] = text.replace(f"{home}/", "~/") if home != "/" else text
 
