@@ -173,7 +173,6 @@ def test_small_cnn_variants_keep_digits_layout_and_batch_independence():
     torch.testing.assert_close(net(x[2:3])["features"], out["features"][2:3])
 
 
-@pytest.mark.slow
 def test_shapes_classifier_held_out_accuracy(shapes_extractor):
     ex = shapes_extractor
     x_test, y_test = _split_tensors("shapes", False, **OFFLINE_SPECS["shapes"]["test_kwargs"])
