@@ -28,12 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from minidit.env import usable_cores  # the count the trainer's thread choice starts from
+
 ROOT = Path(__file__).resolve().parents[1]
 BUSY_LOOP = "while True: pass"
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def run_job(code_dir: Path, extra: list[str], timeout: float) -> dict:

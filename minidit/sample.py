@@ -138,13 +138,12 @@ def _labels_for(args, num_classes: int, is_png: bool, columns: int = 8) -> torch
 
 
 def check_args(args) -> None:
-    """Every flag checked before anything is loaded: bad input costs a second, not a model load."""
+    """Every flag checked before anything is loaded: bad input costs a second, not a model load
+    (``main`` checks ``--cfg-scale`` once it has chosen the default for the output's kind)."""
     for flag, value in (("--batch-size", args.batch_size), ("--num-samples", args.num_samples),
                         ("--num-sampling-steps", args.num_sampling_steps)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
-    if args.cfg_scale is not None:
-        check_cfg_scale(args.cfg_scale)
     if args.device is not None:
         check_device(args.device)
 

@@ -161,14 +161,11 @@ def check_in(info: DistInfo, error: BaseException | None = None, stop: bool = Fa
 
 def on_rank_zero(info: DistInfo, fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)`` on rank 0 (writing files), then ``check_in`` so every rank knows it worked."""
-    result, error = None, None
-    if info.is_main:
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as e:
-            error = e
-    check_in(info, error)
-    return result
+    return on_every_rank(info, fn if info.is_main else _nothing, *args, **kwargs)
+
+
+def _nothing(*args, **kwargs) -> None:
+    """What the other ranks do while rank 0 runs an ``on_rank_zero`` step."""
 
 
 def on_every_rank(info: DistInfo, fn: Callable, *args, **kwargs):
