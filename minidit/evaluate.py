@@ -179,7 +179,7 @@ def _evaluate_files(args) -> dict:
     if samples.shape[1:] != reference.shape[1:]:
         raise ValueError(f"samples are {samples.shape[1:]} (H, W, C) but the reference is "
                          f"{reference.shape[1:]}; compare images of the same size and channels")
-    spec = args.extractor or (args.dataset if args.dataset in ("digits", "shapes")
+    spec = args.extractor or (args.dataset if args.dataset in ("digits", "shapes", "glyphs")
                               else infer_extractor(samples))
     extractor = get_feature_extractor(spec, device=device)
     if args.batch_size:

@@ -43,13 +43,17 @@ CPU_GRID_PIXELS = 8 * 256 * 256
 def generate(model, diffusion, labels: torch.Tensor, shape: tuple[int, int, int], num_classes: int,
              cfg_scale: float = 4.0, sampler: str = "ddpm", device=None, vae=None,
              generator: torch.Generator | None = None, progress: bool = False,
-             precision: str = "fp32", guidance_channels: str | None = None) -> torch.Tensor:
+             precision: str = "fp32", guidance_channels: str | None = None,
+             clip_denoised: bool = False) -> torch.Tensor:
     """Sample one batch: images (or decoded latents) ``(N, C, H, W)`` in [-1, 1] for ``labels``.
 
     ``shape`` is the model's input ``(C, H, W)`` (latent shape for latent models). With
     ``cfg_scale > 1`` the official guided recipe is used (as the official ``sample_ddp.py``:
     guidance only when the scale exceeds 1); ``guidance_channels`` ("official", "all" or None,
-    minidit's default) is passed to ``forward_with_cfg``.
+    minidit's default) is passed to ``forward_with_cfg``. ``clip_denoised`` clips each step's
+    predicted ``x_0`` to [-1, 1]: off as in the official DiT (latents are unbounded), on for
+    pixel-space models, as ADM's pixel sampler (a young pixel model otherwise drifts far outside
+    [-1, 1] and most pixels of its samples saturate).
 
     Two noise streams, never the same numbers: the starting noise ``x_T`` is drawn from
     ``generator``; the per-step noise of the sampler comes from torch's global RNG, which is
@@ -89,7 +93,7 @@ def generate(model, diffusion, labels: torch.Tensor, shape: tuple[int, int, int]
             return model_fn(x, t, **kw).float()
 
     with step_noise_stream(generator, device):
-        samples = loop(fp32_model, z.shape, z, clip_denoised=False, model_kwargs=model_kwargs,
+        samples = loop(fp32_model, z.shape, z, clip_denoised=clip_denoised, model_kwargs=model_kwargs,
                        progress=progress, device=device)
     if using_cfg:
         samples, _ = samples.chunk(2, dim=0)  # drop the null-class half

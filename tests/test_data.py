@@ -1,4 +1,4 @@
-"""The offline data sets: digits (sklearn) and shapes (procedural)."""
+"""The offline data sets: digits (sklearn), shapes and glyphs (procedural)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from minidit.data import DATASETS, get_dataset
 
 
 def test_registry_names():
-    for name in ("digits", "shapes"):
+    for name in ("digits", "shapes", "glyphs"):
         assert name in DATASETS
     with pytest.raises(ValueError, match="unknown data set"):
         get_dataset("imagenet-but-misspelled")
@@ -101,3 +101,30 @@ def test_flip_is_a_mirror():
             assert torch.equal(x, plain[1][0].flip(-1))
             seen.add("flipped")
     assert seen == {"same", "flipped"}
+
+
+def test_glyphs_shape_range_determinism_and_splits():
+    from minidit.data.glyphs import FONTS, masters, render_glyphs
+    ds = get_dataset("glyphs")
+    assert (len(ds), ds.image_size, ds.channels, ds.num_classes) == (50_000, 16, 1, 10)
+    x, y = ds.batch(range(30))
+    assert x.shape == (30, 1, 16, 16) and x.dtype == torch.float32 and y.tolist() == [i % 10 for i in range(30)]
+    assert x.min() == -1.0 and x.max() <= 1.0 and x.max() > 0.3   # black background, a bright stroke
+    # sample i does not depend on which other samples are drawn with it
+    torch.testing.assert_close(ds.batch([17])[0][0], x[17], rtol=0, atol=0)
+    xi, yi = ds[17]
+    torch.testing.assert_close(xi, x[17], rtol=0, atol=0)
+    assert int(yi) == 7
+    # the held-out stream and another seed are different images of the same classes
+    test = get_dataset("glyphs", train=False).batch(range(30))[0]
+    other = get_dataset("glyphs", seed=1).batch(range(30))[0]
+    assert (test - x).abs().amax((1, 2, 3)).min() > 0.1 and (other - x).abs().amax((1, 2, 3)).min() > 0.1
+    # the masters: 20 fonts x 10 digits, the holes of 0 stay holes (even-odd fill), every glyph inked
+    m = masters()
+    assert m.shape == (len(FONTS), 10, 64, 64) == (20, 10, 64, 64)
+    assert float(m.amin()) == 0.0 and float(m.amax()) == 1.0 and (m.sum((2, 3)) > 100).all()
+    assert (m[:, 0, 30:34, 30:34] == 0).all()           # the middle of every font's zero is empty
+    # other resolutions, and a clear error below 8
+    assert render_glyphs(range(3), image_size=32)[0].shape == (3, 1, 32, 32)
+    with pytest.raises(ValueError, match="image_size=4 is too small"):
+        get_dataset("glyphs", image_size=4)

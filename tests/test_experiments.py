@@ -1,13 +1,16 @@
 """The experiment scripts (chapters 11-13): tiny grids run, cache and resume; the formulas are right.
 
-FID inside these tests uses the raw 64 pixels of an 8x8 digit as its "features" (monkeypatched),
-so the tests need neither the offline classifier nor its training time; the real extractor is
-exercised by the scripts and notebooks.
+FID inside these tests uses the raw pixels of an image as its "features" (monkeypatched), so the
+tests need neither the offline classifier nor its training time; the real extractor is exercised
+by the scripts and notebooks.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +26,8 @@ from minidit.models import get_model
 def pixel_features(monkeypatch):
     """FID on flattened pixels: deterministic, instant, no classifier. One thread: these models are
     tiny, and on a shared machine a second thread mostly waits (as the scripts' --threads 1)."""
-    monkeypatch.setattr(common, "features", lambda images, batch_size=1000: images.float().flatten(1))
+    monkeypatch.setattr(common, "classify", lambda images, dataset, batch_size=1000: (
+        images.float().flatten(1), torch.zeros(len(images), 10)))
     common.real_features.cache_clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -36,7 +40,7 @@ def tiny_specs(**kw):
     base = dict(steps=4, fractions=(0.5, 1.0), batch_size=8, fid_samples=80, sampling_steps=2,
                 sweep_steps=(1, 2), warmup_steps=1)
     base.update(kw)
-    return scaling.grid_specs(("DiT-P/4",), Recipe(**base))
+    return scaling.grid_specs(("DiT-P/4",), Recipe(**base), seeds=(0,))
 
 
 def test_grid_runs_caches_and_skips_finished_configs(tmp_path, pixel_features, monkeypatch):
@@ -72,20 +76,25 @@ def test_same_spec_same_numbers(tmp_path, pixel_features):
 
 
 def test_scaling_cli_smoke_and_report(tmp_path, pixel_features, capsys):
-    results = scaling.main(["--smoke", "--models", "DiT-P/4,DiT-P/2", "--steps", "4", "--fid-samples", "80",
-                            "--sampling-steps", "2", "--sweep-steps", "1,2", "--out", str(tmp_path)])
+    results = scaling.main(["--smoke", "--models", "DiT-P/8,DiT-P/4", "--seeds", "0", "--steps", "4",
+                            "--fid-samples", "80", "--sampling-steps", "2", "--sweep-steps", "1,2",
+                            "--out", str(tmp_path)])
     assert len(results) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    assert not list(tmp_path.glob("*.claim"))  # every claim released
+    # the smoke recipe is the scaling recipe, shorter: glyphs 16x16, cosine lr, beta2 0.99, clipping
+    spec = results[0]["spec"]
+    assert (spec["dataset"], spec["lr_schedule"], spec["beta2"], spec["clip_denoised"]) == ("glyphs", "cosine", 0.99, True)
     out = capsys.readouterr().out
-    assert "Pearson correlation" in out and "| DiT-P/2 (seed 0) | 16 |" in out
+    assert "Pearson correlation" in out and "| DiT-P/4 (seed 0) | 16 |" in out and "| DiT-P/8 (seed 0) | 4 |" in out
     again = scaling.main(["--report", "--out", str(tmp_path)])
-    assert sorted(r["spec"]["model"] for r in again) == ["DiT-P/2", "DiT-P/4"]
+    assert sorted(r["spec"]["model"] for r in again) == ["DiT-P/4", "DiT-P/8"]
     with pytest.raises(SystemExit):
         scaling.main(["--smoke", "--models", "DiT-Q/3", "--out", str(tmp_path)])
 
 
 def test_ablation_smoke_run(tmp_path, pixel_features):
     specs = ablation.ablation_specs("DiT-P/4", Recipe(steps=3, fractions=(1 / 3, 1.0), batch_size=8, fid_samples=80,
-                                                      sampling_steps=2, warmup_steps=1, sweep_steps=()))
+                                                      sampling_steps=2, warmup_steps=1, sweep_steps=()), seeds=(0,))
     results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
     assert [r["spec"]["conditioning"] for r in results] == list(ablation.VARIANTS)
     gfl = {r["spec"]["conditioning"]: r["gflops"] for r in results}
@@ -132,12 +141,18 @@ def test_compute_formulas():
 
 def test_one_recipe_for_both_experiments():
     """The scaling grid and the ablation train with the same recipe, so their adaLN-Zero runs coincide."""
-    grid = scaling.grid_specs(("DiT-P/2",), common.RECIPE)[0]
-    abl = next(s for s in ablation.ablation_specs("DiT-P/2", common.RECIPE) if s.conditioning == "adaLN-Zero")
-    assert grid == abl and grid.key() == abl.key()
-    assert (grid.steps, grid.checkpoints, grid.batch_size, grid.lr, grid.warmup_steps, grid.ema_decay,
-            grid.fid_samples, grid.sampling_steps, grid.cfg_scale, grid.sweep_steps) == (
-        800, (200, 400, 800), 64, 1e-3, 100, 0.995, 500, 50, 1.0, (10, 25, 50))
+    grid = scaling.grid_specs(("DiT-N/4",))
+    abl = [s for s in ablation.ablation_specs() if s.conditioning == "adaLN-Zero"]
+    assert grid == abl[:2] and len(abl) == 3 and [s.seed for s in grid] == [0, 1]
+    g = grid[0]
+    assert (g.dataset, g.steps, g.checkpoints, g.batch_size, g.lr, g.lr_schedule, g.beta2, g.warmup_steps,
+            g.ema_decay, g.fid_samples, g.sampling_steps, g.cfg_scale, g.sweep_steps, g.clip_denoised) == (
+        "glyphs", 1500, (375, 750, 1500), 64, 5e-3, "cosine", 0.99, 100, 0.995, 500, 25, 1.0, (10, 25, 50), True)
+    # the grid: 3 families x 3 patch sizes, every width at least p^2 C (C = 1)
+    assert scaling.ALL_MODELS == scaling.NORMAL_MODELS and len(scaling.ALL_MODELS) == 9
+    for m in scaling.ALL_MODELS:
+        model = common.build_model(scaling.RECIPE.spec(m))
+        assert model.config["hidden_size"] >= model.patch_size ** 2 * model.in_channels and model.input_size == 16
 
 
 def test_summaries_on_hand_made_results():
@@ -165,6 +180,51 @@ def test_run_spec_validation():
     spec = common.RECIPE.spec("DiT-P/2")
     with pytest.raises(ValueError, match="end at steps"):
         common.RunSpec(**dict(spec.to_json(), steps=10, checkpoints=(5,)))
+    with pytest.raises(ValueError, match="dataset='cifar'"):
+        common.RunSpec(**dict(spec.to_json(), dataset="cifar"))
+    with pytest.raises(ValueError, match="lr_schedule='linear'"):
+        common.RunSpec(**dict(spec.to_json(), lr_schedule="linear"))
     assert common.checkpoint_steps(800, (0.25, 0.5, 1.0)) == (200, 400, 800)
     assert common.ema_decay_at(0, 0.995) == pytest.approx(0.1)
     assert common.ema_decay_at(10_000, 0.995) == 0.995
+
+
+def test_cosine_schedule_and_beta2_reach_the_optimizer(tmp_path, pixel_features, monkeypatch):
+    """The recipe's lr schedule and AdamW beta2 are what the run uses, step by step."""
+    from minidit.training import optim
+    seen = []
+    real_set_lr = optim.set_lr
+    monkeypatch.setattr(common, "set_lr", lambda opt, lr: (seen.append((lr, opt.param_groups[0]["betas"])),
+                                                          real_set_lr(opt, lr)))
+    spec = tiny_specs(steps=6, lr_schedule="cosine", beta2=0.99, warmup_steps=2, sweep_steps=())[0]
+    common.run_experiment(spec)
+    lrs = [lr for lr, _ in seen]
+    expected = [optim.lr_at_step(s, 1e-3, 2, 6) for s in range(6)]
+    assert lrs == pytest.approx(expected) and lrs[1] == pytest.approx(1e-3)
+    assert lrs[1:] == sorted(lrs[1:], reverse=True) and lrs[-1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+    assert {b for _, b in seen} == {(0.9, 0.99)}
+
+
+def test_two_processes_share_a_grid_through_claims(tmp_path, pixel_features):
+    """A live claim keeps a run from being trained twice; a dead process's claim is taken over."""
+    specs = tiny_specs(sweep_steps=())
+    claim = common.result_path(tmp_path, specs[0]).with_suffix(".claim")
+    claim.write_text(str(os.getppid()))          # a live process that is not us
+    assert not common._claim(tmp_path, specs[0])
+    common._work(specs, tmp_path)                  # skips the claimed run
+    assert common.load_result(tmp_path, specs[0]) is None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim.write_text(str(dead.pid))               # that process is gone: a stale claim
+    common._work(specs, tmp_path)
+    assert common.load_result(tmp_path, specs[0]) is not None and not claim.exists()
+
+
+def test_grid_with_two_workers_trains_each_run_once(tmp_path, pixel_features):
+    """The second worker is a fresh process (no monkeypatched features there: it uses the real
+    digits classifier), so this also checks that a spawned worker can run a spec on its own."""
+    specs = scaling.grid_specs(("DiT-P/4", "DiT-P/2"), Recipe(steps=4, fractions=(0.5, 1.0), batch_size=8, fid_samples=40,
+                                                        sampling_steps=2, sweep_steps=(), warmup_steps=1), seeds=(0,))
+    results = common.run_grid(specs, tmp_path, desc="test", verbose=False, workers=2)
+    assert [r["spec"]["model"] for r in results] == ["DiT-P/4", "DiT-P/2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DiT-P_2-adaLN-Zero-seed0.json", "DiT-P_4-adaLN-Zero-seed0.json"]

@@ -35,6 +35,17 @@ def shapes_extractor(tmp_path_factory):
         yield extractor
 
 
+@pytest.fixture(scope="session")
+def glyphs_extractor(tmp_path_factory):
+    """The offline glyphs classifier (the scaling study's feature space), trained once per session."""
+    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINIDIT_CACHE", str(cache))
+        extractor = get_feature_extractor("glyphs", verbose=False)
+        assert classifier_path("glyphs").is_file() and str(cache) in str(classifier_path("glyphs"))
+        yield extractor
+
+
 class InceptionStandIn(torch.nn.Module):
     """Same call convention as inception-2015-12-05.pt: float images in [0, 255], any size,
     resized inside; ``return_features=True`` -> (N, dim) features (2048 in the real one), else (N, 1008) softmax."""
@@ -220,3 +231,20 @@ def test_no_class_accuracy_from_inception_outputs(standin_path):
         class_accuracy(np.zeros((2, 8, 8, 3), np.uint8), [0, 1], inception)
     with pytest.raises(NotImplementedError, match="mixed_6/conv"):
         inception.spatial_features(np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_glyphs_classifier_held_out_accuracy_and_features(glyphs_extractor):
+    ex = glyphs_extractor
+    assert (ex.channels, ex.image_size) == (1, 16)
+    x_test, y_test = _split_tensors("glyphs", False, **OFFLINE_SPECS["glyphs"]["test_kwargs"])
+    assert len(x_test) == 10_000
+    acc = class_accuracy(x_test, y_test.numpy(), ex)
+    assert acc >= 0.99, f"glyphs classifier: held-out accuracy {acc:.4f} < 0.99"
+    assert abs(acc - ex.test_accuracy) < 1e-6
+    # the features rank noise: real vs real is small, noised images are farther, more noise farther
+    x_train, _ = _split_tensors("glyphs", True, num_samples=2000)
+    f_test = ex.features(x_test)
+    g = torch.Generator().manual_seed(0)
+    fids = [fid_from_features(f_test, ex.features((x_train + s * torch.randn(x_train.shape, generator=g)).clamp(-1, 1)))
+            for s in (0.0, 0.1, 0.3)]
+    assert fids[0] < 10 and all(a < b for a, b in zip(fids, fids[1:])), fids

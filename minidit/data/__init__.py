@@ -5,6 +5,7 @@ name       what                                                    needs
 ========== ====================================================== ==========================
 digits     sklearn's 8x8 handwritten digits, (1, 8, 8), 10 classes nothing (bundled)
 shapes     procedural coloured shapes, (3, 32, 32), 10 classes     nothing (generated)
+glyphs     digits typeset in 20 fonts, (1, 16, 16), 10 classes    nothing (generated)
 imagefolder ImageNet layout ``root/<class>/<image>``, ADM crop     your images
 cifar10    the python pickle batches                               a local copy (or download)
 mnist      the IDX files                                           a local copy (or download)
@@ -22,6 +23,7 @@ from typing import Callable
 from .base import ImageDataset, resize_square, to_minus_one_one
 from .cifar import CIFAR10
 from .digits import Digits
+from .glyphs import Glyphs
 from .imagefolder import IMG_EXTENSIONS, ImageFolder, center_crop_arr
 from .latents import Latents, memmap_safetensors, read_manifest
 from .mnist import MNIST, read_idx
@@ -53,6 +55,12 @@ def _shapes(root, train, image_size, flip, num_samples, seed, download, kw):
     _no_extra("shapes", kw)
     return Shapes(num_samples=10_000 if num_samples is None else num_samples,
                   image_size=image_size or 32, seed=seed, train=train, flip=flip)
+
+
+def _glyphs(root, train, image_size, flip, num_samples, seed, download, kw):
+    _no_extra("glyphs", kw)
+    return Glyphs(num_samples=50_000 if num_samples is None else num_samples,
+                  image_size=image_size or 16, seed=seed, train=train, flip=flip)
 
 
 def _imagefolder(root, train, image_size, flip, num_samples, seed, download, kw):
@@ -92,6 +100,7 @@ def _latents(root, train, image_size, flip, num_samples, seed, download, kw):
 DATASETS: dict[str, Callable] = {
     "digits": _digits,
     "shapes": _shapes,
+    "glyphs": _glyphs,
     "imagefolder": _imagefolder,
     "cifar10": _cifar10,
     "mnist": _mnist,
@@ -105,17 +114,17 @@ def get_dataset(name: str, root=None, train: bool = True, image_size: int | None
     """Build the data set ``name`` (one of :data:`DATASETS`).
 
     Args:
-        name: "digits", "shapes", "imagefolder", "cifar10", "mnist" or "latents".
+        name: "digits", "shapes", "glyphs", "imagefolder", "cifar10", "mnist" or "latents".
         root: where the files are (imagefolder, cifar10, mnist, latents); unused otherwise.
         train: the training split (True) or the held-out split (False). ``split="all"`` is also
             accepted by the data sets that have fixed splits (digits, cifar10, mnist).
         image_size: output side length; ``None`` means the data set's natural size
-            (digits 8, shapes 32, cifar10 32, mnist 28, imagefolder 256 as in the paper).
+            (digits 8, shapes 32, glyphs 16, cifar10 32, mnist 28, imagefolder 256 as in the paper).
         flip: random horizontal flips (probability 1/2 per access), as in the official DiT
             training code.
-        num_samples: keep only the first ``num_samples`` (shapes: how many to generate, default
-            10,000).
-        seed: the generator seed of procedural data (shapes).
+        num_samples: keep only the first ``num_samples`` (shapes, glyphs: how many to generate,
+            default 10,000 and 50,000).
+        seed: the generator seed of procedural data (shapes, glyphs).
         download: allow fetching cifar10/mnist from the internet (off by default).
     """
     key = name.lower()
@@ -124,7 +133,7 @@ def get_dataset(name: str, root=None, train: bool = True, image_size: int | None
     return DATASETS[key](root, train, image_size, flip, num_samples, seed, download, dict(kw))
 
 
-__all__ = ["get_dataset", "DATASETS", "ImageDataset", "Digits", "Shapes", "SHAPE_CLASS_NAMES",
+__all__ = ["get_dataset", "DATASETS", "ImageDataset", "Digits", "Glyphs", "Shapes", "SHAPE_CLASS_NAMES",
            "ImageFolder", "center_crop_arr", "IMG_EXTENSIONS", "CIFAR10", "MNIST", "read_idx",
            "Latents", "memmap_safetensors", "read_manifest",
            "to_minus_one_one", "resize_square"]

@@ -20,21 +20,23 @@ from minidit.env import smoke as smoke_mode
 from .common import Recipe, RunSpec, load_results, run_grid
 
 
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+def build_parser(prog: str, description: str, seeds: str = "0") -> argparse.ArgumentParser:
     """The flags of the shared recipe (not given: the recipe's value) and of the output."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--smoke", action="store_true", help="a tiny run in seconds (also MINIDIT_SMOKE=1)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (default 800; smoke 20)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 64")
-    p.add_argument("--fid-samples", type=int, default=None, help="default 500")
-    p.add_argument("--sampling-steps", type=int, default=None, help="respaced DDPM steps for FID (default 50)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the recipe's; smoke 20)")
+    p.add_argument("--seeds", default=seeds, help=f"comma-separated seeds (default {seeds})")
+    p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the recipe's, 64)")
+    p.add_argument("--fid-samples", type=int, default=None, help="samples per FID (default: the recipe's; ablation 500, scaling 1000)")
+    p.add_argument("--sampling-steps", type=int, default=None, help="respaced DDPM steps for FID (default: the recipe's; ablation 50, scaling 25)")
     p.add_argument("--cfg-scale", type=float, default=None, help="guidance for FID samples (default 1.0: none)")
     p.add_argument("--sweep-steps", default=None, help="sampling steps tried on the final model (default 10,25,50)")
     p.add_argument("--out", default=None, help="results folder (default: the minidit cache)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these models are tiny, and on a busy machine extra "
                         "threads only wait for each other)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes training runs side by side (default 1; one per CPU core is fastest)")
     p.add_argument("--report", action="store_true", help="print the tables from the cache, train nothing")
     return p
 
@@ -72,10 +74,10 @@ def report(out: Path, summarize) -> list[dict]:
     return results
 
 
-def run_and_report(specs: list[RunSpec], out: Path, summarize, desc: str) -> list[dict]:
+def run_and_report(specs: list[RunSpec], out: Path, summarize, desc: str, workers: int = 1) -> list[dict]:
     """Run the specs not cached in ``out`` yet, then print the tables of all of them."""
     t0 = time.time()
-    results = run_grid(specs, out, desc=desc)
+    results = [r for r in run_grid(specs, out, desc=desc, workers=workers) if r is not None]
     print(summarize(results))
     print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
     return results

@@ -14,9 +14,10 @@ tensors/arrays (N, C, H, W) in [-1, 1] (what a sampler returns).
 
 Extractors:
 
-* ``"digits"`` / ``"shapes"``: a small CNN minidit trains on the data set's training split
-  (``minidit.metrics.classifier``; cached). Held-out test accuracy: digits 0.9916 (359 test
-  images, recipe v2), shapes 0.994 (2000 test images, recipe v3), so class accuracy of samples
+* ``"digits"`` / ``"shapes"`` / ``"glyphs"``: a small CNN minidit trains on the data set's
+  training split (``minidit.metrics.classifier``; cached). Held-out test accuracy: digits 0.9916
+  (359 test images, recipe v2), shapes 0.994 (2000 test images, recipe v3), glyphs 0.998 (10,000
+  images of the held-out stream, recipe v1), so class accuracy of samples
   measures what a model drew, not the judge's own mistakes.
 * ``"inception:PATH"``: the TorchScript Inception-v3 ``inception-2015-12-05.pt`` of the
   StyleGAN2-ADA / StyleGAN3 / clean-fid family, a translation of the TensorFlow graph that the
@@ -204,7 +205,7 @@ class TorchScriptInception(FeatureExtractor):
 
 
 def get_feature_extractor(spec: str = "digits", device=None, verbose: bool = True) -> FeatureExtractor:
-    """Build an extractor from a spec string: "digits", "shapes", "inception:PATH".
+    """Build an extractor from a spec string: "digits", "shapes", "glyphs", "inception:PATH".
 
     "pytorch-fid:PATH" (the ``pt_inception-2015-12-05-6726825d.pth`` state dict) would need
     pytorch-fid's FID-specific InceptionV3 architecture, which minidit does not re-implement: it

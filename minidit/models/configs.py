@@ -4,8 +4,12 @@ Official (depth / hidden size D / heads), each with patch size 2, 4 or 8:
 
     S 12 / 384 / 6     B 12 / 768 / 12     L 24 / 1024 / 16     XL 28 / 1152 / 16
 
-minidit adds three families small enough to train on a laptop CPU (8x8 digits, the scaling
-notebook): P(ico) 2 / 64 / 2, N(ano) 4 / 96 / 4, T(iny) 6 / 128 / 4, with patch sizes 1, 2, 4.
+minidit adds three families small enough to train on a laptop CPU: P(ico) 2 / 64 / 2,
+N(ano) 4 / 96 / 4, T(iny) 6 / 128 / 4, with patch sizes 1, 2, 4 (8x8 digits: 64, 16, 4 tokens)
+and 8 (the scaling study's 16x16 glyphs take patches 8, 4, 2: 4, 16, 64 tokens, as the paper's
+32x32 latents take 8, 4, 2 for 16, 64, 256). Their widths are at least p^2 C for every patch
+size they are used with (P/8 on grey 16x16: 64 = 8 * 8 * 1), so no token is squeezed through a
+residual stream narrower than its own pixels (the paper has D / (p^2 C) = 1.5 for DiT-S/8).
 Every constructor takes the official keyword arguments (``input_size``, ``in_channels``,
 ``num_classes``, ``learn_sigma``, ``class_dropout_prob``) and minidit's (``conditioning``,
 ``fused_attn``, ``grad_checkpointing``).
@@ -46,12 +50,15 @@ def DiT_B_8(**kwargs) -> DiT: return _make("B", 8)(**kwargs)
 def DiT_S_2(**kwargs) -> DiT: return _make("S", 2)(**kwargs)
 def DiT_S_4(**kwargs) -> DiT: return _make("S", 4)(**kwargs)
 def DiT_S_8(**kwargs) -> DiT: return _make("S", 8)(**kwargs)
+def DiT_T_8(**kwargs) -> DiT: return _make("T", 8)(**kwargs)
 def DiT_T_1(**kwargs) -> DiT: return _make("T", 1)(**kwargs)
 def DiT_T_2(**kwargs) -> DiT: return _make("T", 2)(**kwargs)
 def DiT_T_4(**kwargs) -> DiT: return _make("T", 4)(**kwargs)
+def DiT_N_8(**kwargs) -> DiT: return _make("N", 8)(**kwargs)
 def DiT_N_1(**kwargs) -> DiT: return _make("N", 1)(**kwargs)
 def DiT_N_2(**kwargs) -> DiT: return _make("N", 2)(**kwargs)
 def DiT_N_4(**kwargs) -> DiT: return _make("N", 4)(**kwargs)
+def DiT_P_8(**kwargs) -> DiT: return _make("P", 8)(**kwargs)
 def DiT_P_1(**kwargs) -> DiT: return _make("P", 1)(**kwargs)
 def DiT_P_2(**kwargs) -> DiT: return _make("P", 2)(**kwargs)
 def DiT_P_4(**kwargs) -> DiT: return _make("P", 4)(**kwargs)
@@ -63,9 +70,9 @@ DiT_models = {
     "DiT-B/2": DiT_B_2, "DiT-B/4": DiT_B_4, "DiT-B/8": DiT_B_8,
     "DiT-S/2": DiT_S_2, "DiT-S/4": DiT_S_4, "DiT-S/8": DiT_S_8,
     # minidit's CPU-sized families
-    "DiT-T/1": DiT_T_1, "DiT-T/2": DiT_T_2, "DiT-T/4": DiT_T_4,
-    "DiT-N/1": DiT_N_1, "DiT-N/2": DiT_N_2, "DiT-N/4": DiT_N_4,
-    "DiT-P/1": DiT_P_1, "DiT-P/2": DiT_P_2, "DiT-P/4": DiT_P_4,
+    "DiT-T/1": DiT_T_1, "DiT-T/2": DiT_T_2, "DiT-T/4": DiT_T_4, "DiT-T/8": DiT_T_8,
+    "DiT-N/1": DiT_N_1, "DiT-N/2": DiT_N_2, "DiT-N/4": DiT_N_4, "DiT-N/8": DiT_N_8,
+    "DiT-P/1": DiT_P_1, "DiT-P/2": DiT_P_2, "DiT-P/4": DiT_P_4, "DiT-P/8": DiT_P_8,
 }
 
 # the 12 configurations of the paper, in Table 4 order

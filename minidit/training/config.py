@@ -26,7 +26,7 @@ from minidit.models import DiT_models
 from .presets import DEFAULT_PRESET, OFFICIAL_PRESET, PRESETS
 
 KNOWN_DATASETS = set(DATASETS) | {"latents", "imagefolder", "cifar10", "mnist"}
-BUILT_IN_DATASETS = ("digits", "shapes")  # made in memory: no --data-path
+BUILT_IN_DATASETS = ("digits", "shapes", "glyphs")  # made in memory: no --data-path
 
 
 @dataclass(frozen=True)
