@@ -125,6 +125,36 @@ def test_without_a_generator_one_global_stream_as_the_official_scripts():
     torch.testing.assert_close(got, ref.clamp(-1, 1))
 
 
+class FarOracle(nn.Module):
+    """Predicts eps = -3 x_t (and a zero variance signal): its x_0 estimate lies far outside [-1, 1]."""
+
+    learn_sigma = False
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))   # where generate() finds the device
+
+    def forward(self, x, t, y=None):
+        return -3.0 * x
+
+
+def test_clip_denoised_reaches_the_sampler_for_pixel_models():
+    """clip_denoised=True is the sampler's own clipping (ADM's pixel sampler), step by step; the
+    default stays the official DiT's False."""
+    diffusion, labels = create_diffusion("5"), torch.tensor([1, 2, 3])
+    got = {}
+    for clip in (False, True):
+        torch.manual_seed(3)
+        got[clip] = generate(FarOracle(), diffusion, labels, SHAPE, 10, cfg_scale=1.0, clip_denoised=clip)
+        torch.manual_seed(3)
+        z = torch.randn(3, *SHAPE)
+        ref = diffusion.p_sample_loop(FarOracle(), z.shape, z, clip_denoised=clip, model_kwargs=dict(y=labels))
+        torch.testing.assert_close(got[clip], ref.clamp(-1, 1))
+    assert not torch.allclose(got[False], got[True])   # the flag changed the samples
+    torch.manual_seed(3)
+    torch.testing.assert_close(generate(FarOracle(), diffusion, labels, SHAPE, 10, cfg_scale=1.0), got[False])
+
+
 def test_guidance_channels_reach_forward_with_cfg():
     seen = []
 
