@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from minidit.experiments import ablation, common, cost, scaling
+from minidit.experiments import ablation, common, cost, grid, scaling
 from minidit.experiments.common import Recipe
 from minidit.flops import count_gflops, mfu, peak_throughput, sampling_compute_gflops, training_compute_gflops
 from minidit.models import get_model
@@ -45,7 +45,7 @@ def tiny_specs(**kw):
 
 def test_grid_runs_caches_and_skips_finished_configs(tmp_path, pixel_features, monkeypatch):
     specs = tiny_specs()
-    results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
+    results = grid.run_grid(specs, tmp_path, desc="test", verbose=False)
     (r,) = results
     path = tmp_path / "DiT-P_4-adaLN-Zero-seed0.json"
     assert path.is_file() and json.loads(path.read_text()) == r
@@ -61,10 +61,10 @@ def test_grid_runs_caches_and_skips_finished_configs(tmp_path, pixel_features, m
     # a rerun trains nothing: any training attempt would fail
     def boom(*a, **k):
         raise AssertionError("a cached config was retrained")
-    monkeypatch.setattr(common, "run_experiment", boom)
-    assert common.run_grid(specs, tmp_path, desc="test", verbose=False) == results
+    monkeypatch.setattr(grid, "run_experiment", boom)
+    assert grid.run_grid(specs, tmp_path, desc="test", verbose=False) == results
     # a different recipe is not served from the cache
-    assert common.load_result(tmp_path, tiny_specs(steps=6)[0]) is None
+    assert grid.load_result(tmp_path, tiny_specs(steps=6)[0]) is None
 
 
 def test_same_spec_same_numbers(tmp_path, pixel_features):
@@ -95,7 +95,7 @@ def test_scaling_cli_smoke_and_report(tmp_path, pixel_features, capsys):
 def test_ablation_smoke_run(tmp_path, pixel_features):
     specs = ablation.ablation_specs("DiT-P/4", Recipe(steps=3, fractions=(1 / 3, 1.0), batch_size=8, fid_samples=80,
                                                       sampling_steps=2, warmup_steps=1, sweep_steps=()), seeds=(0,))
-    results = common.run_grid(specs, tmp_path, desc="test", verbose=False)
+    results = grid.run_grid(specs, tmp_path, desc="test", verbose=False)
     assert [r["spec"]["conditioning"] for r in results] == list(ablation.VARIANTS)
     gfl = {r["spec"]["conditioning"]: r["gflops"] for r in results}
     for v, g in gfl.items():
@@ -141,10 +141,10 @@ def test_compute_formulas():
 
 def test_one_recipe_for_both_experiments():
     """The scaling grid and the ablation train with the same recipe, so their adaLN-Zero runs coincide."""
-    grid = scaling.grid_specs(("DiT-N/4",))
+    runs = scaling.grid_specs(("DiT-N/4",))
     abl = [s for s in ablation.ablation_specs() if s.conditioning == "adaLN-Zero"]
-    assert grid == abl[:2] and len(abl) == 3 and [s.seed for s in grid] == [0, 1]
-    g = grid[0]
+    assert runs == abl[:2] and len(abl) == 3 and [s.seed for s in runs] == [0, 1]
+    g = runs[0]
     assert (g.dataset, g.steps, g.checkpoints, g.batch_size, g.lr, g.lr_schedule, g.beta2, g.warmup_steps,
             g.ema_decay, g.fid_samples, g.sampling_steps, g.cfg_scale, g.sweep_steps, g.clip_denoised) == (
         "glyphs", 1500, (375, 750, 1500), 64, 5e-3, "cosine", 0.99, 100, 0.995, 500, 25, 1.0, (10, 25, 50), True)
@@ -177,7 +177,7 @@ def test_summaries_on_hand_made_results():
 
 
 def test_run_spec_validation():
-    spec = common.RECIPE.spec("DiT-P/2")
+    spec = common.Recipe().spec("DiT-P/2")
     with pytest.raises(ValueError, match="end at steps"):
         common.RunSpec(**dict(spec.to_json(), steps=10, checkpoints=(5,)))
     with pytest.raises(ValueError, match="dataset='cifar'"):
@@ -208,16 +208,16 @@ def test_cosine_schedule_and_beta2_reach_the_optimizer(tmp_path, pixel_features,
 def test_two_processes_share_a_grid_through_claims(tmp_path, pixel_features):
     """A live claim keeps a run from being trained twice; a dead process's claim is taken over."""
     specs = tiny_specs(sweep_steps=())
-    claim = common.result_path(tmp_path, specs[0]).with_suffix(".claim")
+    claim = grid.result_path(tmp_path, specs[0]).with_suffix(".claim")
     claim.write_text(str(os.getppid()))          # a live process that is not us
-    assert not common._claim(tmp_path, specs[0])
-    common._work(specs, tmp_path)                  # skips the claimed run
-    assert common.load_result(tmp_path, specs[0]) is None
+    assert not grid._claim(tmp_path, specs[0])
+    grid._work(specs, tmp_path)                  # skips the claimed run
+    assert grid.load_result(tmp_path, specs[0]) is None
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     claim.write_text(str(dead.pid))               # that process is gone: a stale claim
-    common._work(specs, tmp_path)
-    assert common.load_result(tmp_path, specs[0]) is not None and not claim.exists()
+    grid._work(specs, tmp_path)
+    assert grid.load_result(tmp_path, specs[0]) is not None and not claim.exists()
 
 
 def test_grid_with_two_workers_trains_each_run_once(tmp_path, pixel_features):
@@ -225,6 +225,19 @@ def test_grid_with_two_workers_trains_each_run_once(tmp_path, pixel_features):
     digits classifier), so this also checks that a spawned worker can run a spec on its own."""
     specs = scaling.grid_specs(("DiT-P/4", "DiT-P/2"), Recipe(steps=4, fractions=(0.5, 1.0), batch_size=8, fid_samples=40,
                                                         sampling_steps=2, sweep_steps=(), warmup_steps=1), seeds=(0,))
-    results = common.run_grid(specs, tmp_path, desc="test", verbose=False, workers=2)
+    results = grid.run_grid(specs, tmp_path, desc="test", verbose=False, workers=2)
     assert [r["spec"]["model"] for r in results] == ["DiT-P/4", "DiT-P/2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["DiT-P_2-adaLN-Zero-seed0.json", "DiT-P_4-adaLN-Zero-seed0.json"]
+
+
+def test_estimator_noise_is_real_against_real(pixel_features):
+    """Disjoint real sets against the reference: small, positive, different draw to draw; asking
+    for more images than there are is an error, not a silent overlap."""
+    values = common.estimator_noise("digits", 200, draws=3)
+    assert len(values) == 3 and len(set(values)) == 3 and all(0 < v < 50 for v in values)
+    noise = torch.Generator().manual_seed(0)
+    far = common.fid_from_features(common.real_features("digits").double().numpy(),
+                                   torch.randn(200, 64, generator=noise).double().numpy())
+    assert far > 10 * max(values)
+    with pytest.raises(ValueError, match="has 1438 training images"):
+        common.estimator_noise("digits", 500, draws=3)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minidit.experiments import common, scaling
+from minidit.experiments import common, grid, scaling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ GRID = {"DiT-P/4": (0.0011, {0: 40.0, 1: 44.0}), "DiT-P/2": (0.0035, {0: 30.0, 1
 
 
 def write_grid(folder: Path) -> None:
-    """Result files as ``common.run_grid`` writes them (one JSON per model and seed), plus a diverged run."""
+    """Result files as ``grid.run_grid`` writes them (one JSON per model and seed), plus a diverged run."""
     recipe = common.Recipe(steps=100, fractions=(0.5, 1.0))
     for model, (gflops, fids) in GRID.items():
         for seed, fid in fids.items():
@@ -28,13 +28,13 @@ def write_grid(folder: Path) -> None:
                                 images_seen=s * spec.batch_size,
                                 train_compute_gflops=3 * gflops * spec.batch_size * s, train_seconds=1.0)
                            for s in spec.checkpoints]
-            common.save_result(folder, spec, dict(spec=spec.to_json(), params=1000, gflops=gflops, tokens=4,
+            grid.save_result(folder, spec, dict(spec=spec.to_json(), params=1000, gflops=gflops, tokens=4,
                                                   checkpoints=checkpoints, sweep=[], train_seconds=1.0,
                                                   eval_seconds=1.0, images_per_second=1.0, torch_threads=1))
     spec = recipe.spec("DiT-N/2", seed=0)  # diverged at step 70: no final checkpoint, so not a config
     last = dict(step=50, fid=90.0, loss=0.1, images_seen=50 * spec.batch_size,
                 train_compute_gflops=3 * 0.02 * spec.batch_size * 50, train_seconds=1.0)
-    common.save_result(folder, spec, dict(spec=spec.to_json(), params=1000, gflops=0.02, tokens=16, checkpoints=[last],
+    grid.save_result(folder, spec, dict(spec=spec.to_json(), params=1000, gflops=0.02, tokens=16, checkpoints=[last],
                                           sweep=[], diverged_at_step=70, train_seconds=1.0, eval_seconds=1.0,
                                           images_per_second=1.0, torch_threads=1))
 
@@ -85,6 +85,6 @@ def test_report_json_of_an_empty_folder_and_spearman_ties(tmp_path, capsys):
         np.corrcoef([1, 2, 3, 4], [1, 2.5, 2.5, 4])[0, 1])
     # the tables state Spearman beside the two Pearson values
     write_grid(tmp_path)
-    results = common.load_results(tmp_path)
+    results = grid.load_results(tmp_path)
     assert len(results) == 8 and scaling.correlations(results)["spearman"] == pytest.approx(-0.8)  # diverged: left out
     assert "Spearman's rank correlation -0.800" in scaling.summarize(results)

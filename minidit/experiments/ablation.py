@@ -25,7 +25,8 @@ import numpy as np
 from minidit.models import CONDITIONINGS
 
 from . import cli, scaling
-from .common import Recipe, RunSpec, load_result, save_result
+from .common import Recipe, RunSpec
+from .grid import load_result, save_result
 
 RECIPE = scaling.RECIPE
 MODEL = "DiT-N/4"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import load_results
+from .grid import load_results
 from .scaling import RESULTS, correlations
 
 

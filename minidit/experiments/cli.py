@@ -17,7 +17,8 @@ import torch
 from minidit.env import cache_dir, configure_torch
 from minidit.env import smoke as smoke_mode
 
-from .common import Recipe, RunSpec, load_results, run_grid
+from .common import Recipe, RunSpec
+from .grid import load_results, run_grid
 
 
 def build_parser(prog: str, description: str, seeds: str = "0") -> argparse.ArgumentParser:

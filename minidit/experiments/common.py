@@ -4,9 +4,8 @@ Every run of the ablation (chapter 11) and of the scaling study (chapter 12) is 
 ``Recipe`` with one knob turned: the model name (size x patch size) or the conditioning variant.
 A run is described by a ``RunSpec``; ``run_experiment`` trains it with the trainer's own step
 (``minidit.training.step.train_step``: loss, backward, AdamW, EMA) and lr schedule and, at each
-checkpoint step, measures FID of the EMA model. The result is a plain dict, cached as one JSON
-file per (config, seed), so an interrupted grid resumes where it stopped and a notebook can plot
-results without retraining.
+checkpoint step, measures FID of the EMA model. The result is a plain dict (grid.py caches it as
+one JSON file per config and seed).
 
 Why a compact loop here rather than ``python -m minidit.train``: the experiments need FID at
 several points *during* one run and thousands of short runs' worth of bookkeeping that the full
@@ -18,30 +17,25 @@ penultimate layer) instead of Inception-v3, and the sample counts are hundreds o
 50K. Numbers are therefore comparable with each other (same extractor, same N, same reference
 set), never with the paper's.
 
-Two data sets: the ablation trains on sklearn's 8x8 ``digits`` (the reference set of its FID is
-the training split), the scaling study on 16x16 ``glyphs`` (50,000 rendered training images; the
-reference is 10,000 images of the held-out stream). Rendered glyphs are cached on disk, so the
-workers of a grid render them once.
+Two data sets: sklearn's 8x8 ``digits`` (the reference set of its FID is the training split) for
+quick runs and tests, and 16x16 ``glyphs`` (50,000 rendered training images; the reference is
+10,000 images of the held-out stream) for both studies. Rendered glyphs are cached on disk, so
+the workers of a grid render them once. Running many runs -- the JSON cache, worker processes --
+is grid.py's job.
 """
 from __future__ import annotations
 
-import json
 import math
-import multiprocessing
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from minidit.data import get_dataset
-from minidit.env import cache_dir, configure_torch
-from minidit.files import atomic_path
 from minidit.diffusion import create_diffusion
+from minidit.env import cache_dir
+from minidit.files import atomic_path
 from minidit.flops import count_gflops, sampling_compute_gflops, training_compute_gflops
 from minidit.generation import generate
 from minidit.metrics.classifier import load_offline_classifier
@@ -58,11 +52,11 @@ NUM_CLASSES = 10
 class Recipe:
     """The one training-and-FID recipe every run of an experiment uses (only the knob differs).
 
-    The defaults are the ablation's: 8x8 digits, batch 64, AdamW lr 1e-3 after a 100-step
-    warm-up (then constant), EMA 0.995, 800 steps with FID of the EMA model at 25/50/100% of
-    them (500 class-balanced samples, 50 respaced DDPM steps, no guidance) and, at the end, FID
-    with 10, 25 and 50 sampling steps (Figure 10). The scaling study changes the data, the
-    length and the optimiser (scaling.py says why).
+    The defaults are a plain small run on 8x8 digits: batch 64, AdamW lr 1e-3 after a 100-step
+    warm-up (then constant, as the paper), EMA 0.995, 800 steps with FID of the EMA model at
+    25/50/100% of them (500 class-balanced samples, 50 respaced DDPM steps, no guidance) and, at
+    the end, FID with 10, 25 and 50 sampling steps (Figure 10). The two studies use
+    ``scaling.RECIPE`` (glyphs, 1,500 steps, cosine lr; scaling.py says why) and its smoke twin.
     """
 
     steps: int = 800
@@ -89,12 +83,6 @@ class Recipe:
                        fid_samples=self.fid_samples, sampling_steps=self.sampling_steps, cfg_scale=self.cfg_scale,
                        sweep_steps=self.sweep_steps, dataset=self.dataset, lr_schedule=self.lr_schedule,
                        beta2=self.beta2, clip_denoised=self.clip_denoised, train_samples=self.train_samples)
-
-
-RECIPE = Recipe()
-# MINIDIT_SMOKE / --smoke: the plumbing in seconds, not a result
-SMOKE_RECIPE = Recipe(steps=20, fractions=(0.5, 1.0), batch_size=16, warmup_steps=5, fid_samples=100,
-                      sampling_steps=5, sweep_steps=(2, 5))
 
 
 @dataclass
@@ -254,6 +242,18 @@ def fid_of_model(model, num_samples: int, sampling_steps: int, cfg_scale: float 
     return fid
 
 
+def estimator_noise(dataset: str, num_samples: int, draws: int = 5) -> list[float]:
+    """FID of ``draws`` disjoint sets of ``num_samples`` REAL training images against the reference:
+    what the metric reads for a perfect model at this sample count (its bias and its spread),
+    the floor every model's FID sits on."""
+    images = real_data(dataset)[0]
+    if draws * num_samples > len(images):
+        raise ValueError(f"{draws} x {num_samples} images, but {dataset} has {len(images)} training images")
+    ref = real_features(dataset).double().numpy()
+    return [float(fid_from_features(ref, features(images[i * num_samples:(i + 1) * num_samples], dataset)
+                                    .double().numpy())) for i in range(draws)]
+
+
 def build_model(spec: RunSpec):
     size, _, _ = DATA[spec.dataset]
     return get_model(spec.model, input_size=size, in_channels=1, num_classes=NUM_CLASSES, learn_sigma=True,
@@ -338,129 +338,3 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
                   images_per_second=spec.steps * spec.batch_size / max(train_seconds, 1e-9),
                   torch_threads=torch.get_num_threads())
     return result
-
-
-# ------------------------------------------------------------------------------ the JSON cache
-
-def result_path(out_dir: str | Path, spec: RunSpec) -> Path:
-    return Path(out_dir) / f"{spec.key()}.json"
-
-
-def load_result(out_dir: str | Path, spec: RunSpec) -> dict | None:
-    """The cached result of ``spec``, or None if absent or made with different settings."""
-    path = result_path(out_dir, spec)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return data if data.get("spec") == spec.to_json() else None
-
-
-def save_result(out_dir: str | Path, spec: RunSpec, result: dict) -> Path:
-    """Write atomically (temp file + rename): an interrupted run never leaves half a JSON."""
-    path = result_path(out_dir, spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
-    return path
-
-
-def load_results(out_dir: str | Path) -> list[dict]:
-    """Every cached result in ``out_dir`` (any settings), sorted by model then conditioning."""
-    out = []
-    for p in sorted(Path(out_dir).glob("*.json")):
-        try:
-            out.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def _claim(out_dir: str | Path, spec: RunSpec) -> bool:
-    """Claim ``spec`` for this process: create ``<key>.claim`` holding our pid, atomically.
-
-    False if another live process holds it. A claim whose process is gone (killed, crashed) is
-    taken over, so an interrupted grid resumes where it stopped.
-    """
-    path = result_path(out_dir, spec).with_suffix(".claim")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text() or 0)
-                os.kill(pid, 0)                 # raises if no such process
-                return pid == os.getpid()
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                path.unlink(missing_ok=True)    # a stale claim: take it over
-                continue
-            except PermissionError:             # alive, another user's
-                return False
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
-
-
-def _release(out_dir: str | Path, spec: RunSpec) -> None:
-    result_path(out_dir, spec).with_suffix(".claim").unlink(missing_ok=True)
-
-
-def _work(specs: list[RunSpec], out_dir: str | Path, progress=None, device="cpu") -> None:
-    """Train every spec that is neither cached nor claimed by another process, in order."""
-    for spec in specs:
-        if load_result(out_dir, spec) is not None or not _claim(out_dir, spec):
-            if progress is not None:
-                progress.update(spec.steps)
-            continue
-        try:
-            if load_result(out_dir, spec) is None:      # finished meanwhile by another process
-                save_result(out_dir, spec, run_experiment(spec, progress=progress, device=device))
-            elif progress is not None:
-                progress.update(spec.steps)
-        finally:
-            _release(out_dir, spec)
-
-
-def _worker(specs: list[RunSpec], out_dir: str, threads: int) -> None:
-    configure_torch(torch.device("cpu"), threads)
-    _work(specs, out_dir)
-
-
-def run_grid(specs: list[RunSpec], out_dir: str | Path, desc: str, device="cpu", verbose: bool = True,
-             workers: int = 1) -> list[dict]:
-    """Run every spec not cached yet in ``out_dir`` (one tqdm bar over this process's training steps).
-
-    ``workers > 1`` starts that many processes in all (this one included), each taking the next
-    unclaimed run; one thread each is the fastest use of a CPU's cores for models this small.
-    With several workers the costliest runs go first, so that they finish together. Several
-    separate commands on one ``out_dir`` share the work the same way.
-    """
-    todo = [s for s in specs if load_result(out_dir, s) is None]
-    if verbose:
-        print(f"{desc}: {len(specs)} runs, {len(specs) - len(todo)} cached in {out_dir}, {len(todo)} to train"
-              + (f", {workers} workers" if workers > 1 and todo else ""))
-    if workers > 1:
-        todo.sort(key=lambda s: -model_facts(s)["gflops"])
-    procs = []
-    if workers > 1 and len(todo) > 1:
-        ctx = multiprocessing.get_context("spawn")
-        for _ in range(min(workers, len(todo)) - 1):
-            procs.append(ctx.Process(target=_worker, args=(todo, str(out_dir), torch.get_num_threads())))
-            procs[-1].start()
-    try:
-        with tqdm(total=sum(s.steps for s in todo), desc=desc, disable=not todo or not verbose,
-                  mininterval=2.0) as bar:
-            _work(todo, out_dir, progress=bar, device=device)
-        for proc in procs:
-            proc.join()
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-    return [load_result(out_dir, s) for s in specs]
