@@ -123,7 +123,10 @@ def test_glyphs_shape_range_determinism_and_splits():
     m = masters()
     assert m.shape == (len(FONTS), 10, 64, 64) == (20, 10, 64, 64)
     assert float(m.amin()) == 0.0 and float(m.amax()) == 1.0 and (m.sum((2, 3)) > 100).all()
-    assert (m[:, 0, 30:34, 30:34] == 0).all()           # the middle of every font's zero is empty
+    # the middle of a zero is empty (even-odd fill), except where a font marks it (the monospace
+    # DejaVu zeros carry a dot or slash)
+    empty = (m[:, 0, 30:34, 30:34] == 0).flatten(1).all(1)
+    assert empty.sum() == 17, empty
     # other resolutions, and a clear error below 8
     assert render_glyphs(range(3), image_size=32)[0].shape == (3, 1, 32, 32)
     with pytest.raises(ValueError, match="image_size=4 is too small"):

@@ -13,37 +13,31 @@ from minidit.metrics.classifier import (OFFLINE_SPECS, SmallCNN, _split_tensors,
                                         dihedral)
 
 
-@pytest.fixture(scope="session")
-def digits_extractor(tmp_path_factory):
-    """The offline digits classifier, trained once per test session into a private cache."""
-    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"   # shared by test_evaluate.py
+def offline_extractor(tmp_path_factory, name: str):
+    """The offline classifier ``name``, trained once per test session into a private cache
+    (shared by test_evaluate.py)."""
+    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINIDIT_CACHE", str(cache))
-        extractor = get_feature_extractor("digits", verbose=False)
-        assert classifier_path("digits").is_file() and str(cache) in str(classifier_path("digits"))
+        extractor = get_feature_extractor(name, verbose=False)
+        assert classifier_path(name).is_file() and str(cache) in str(classifier_path(name))
         yield extractor
+
+
+@pytest.fixture(scope="session")
+def digits_extractor(tmp_path_factory):
+    yield from offline_extractor(tmp_path_factory, "digits")
 
 
 @pytest.fixture(scope="session")
 def shapes_extractor(tmp_path_factory):
-    """The offline shapes classifier, trained once per test session into the same private cache."""
-    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINIDIT_CACHE", str(cache))
-        extractor = get_feature_extractor("shapes", verbose=False)
-        assert classifier_path("shapes").is_file() and str(cache) in str(classifier_path("shapes"))
-        yield extractor
+    yield from offline_extractor(tmp_path_factory, "shapes")
 
 
 @pytest.fixture(scope="session")
 def glyphs_extractor(tmp_path_factory):
-    """The offline glyphs classifier (the scaling study's feature space), trained once per session."""
-    cache = Path(tmp_path_factory.getbasetemp()) / "minidit_cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINIDIT_CACHE", str(cache))
-        extractor = get_feature_extractor("glyphs", verbose=False)
-        assert classifier_path("glyphs").is_file() and str(cache) in str(classifier_path("glyphs"))
-        yield extractor
+    """The scaling study's feature space."""
+    yield from offline_extractor(tmp_path_factory, "glyphs")
 
 
 class InceptionStandIn(torch.nn.Module):

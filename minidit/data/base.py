@@ -81,3 +81,40 @@ class ImageDataset(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n={len(self)}, channels={self.channels}, "
                 f"image_size={self.image_size}, num_classes={self.num_classes}, flip={self.flip})")
+
+
+class ProceduralDataset(ImageDataset):
+    """Base class of the data sets minidit draws itself (``shapes``, ``glyphs``).
+
+    Sample ``i`` is a pure function of ``(seed, split, i)``, its class is ``i % num_classes``
+    (balanced classes), and a subclass draws a whole batch at once in ``batch(indices)``; one
+    sample is a batch of one. ``what`` and ``typical_size`` name the set in error messages.
+    """
+
+    what = "procedural"
+    typical_size = "16"
+
+    def __init__(self, num_samples: int, image_size: int, seed: int, train: bool, flip: bool,
+                 channels: int, class_names: list[str]):
+        super().__init__(flip=flip)
+        if image_size < 8:
+            raise ValueError(f"{self.what}: image_size={image_size} is too small to draw; use 8 or more "
+                             f"({self.typical_size} typical)")
+        if num_samples < 1:
+            raise ValueError(f"{self.what}: num_samples must be positive, got {num_samples}")
+        self.num_samples, self.image_size, self.seed = num_samples, image_size, seed
+        self.split = 0 if train else 1          # train and test draw from different streams
+        self.num_classes, self.channels, self.class_names = len(class_names), channels, list(class_names)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def label(self, index: int) -> int:
+        return index % self.num_classes
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - subclasses override
+        raise NotImplementedError
+
+    def _get(self, index: int):
+        x, y = self.batch([index])
+        return x[0], int(y[0])

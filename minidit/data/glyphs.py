@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import ImageDataset
+from .base import ProceduralDataset
 
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
          "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
@@ -117,30 +117,15 @@ def render_glyphs(indices, image_size: int = 16, seed: int = 0, split: int = 0) 
     return x.contiguous(), torch.from_numpy(labels)
 
 
-class Glyphs(ImageDataset):
+class Glyphs(ProceduralDataset):
     """``num_samples`` procedural glyph images ``(1, S, S)``, drawn on access (or at once with ``batch``)."""
+
+    what, typical_size = "glyphs", "16"
 
     def __init__(self, num_samples: int = 50_000, image_size: int = 16, seed: int = 0,
                  train: bool = True, flip: bool = False):
-        super().__init__(flip=flip)
-        if image_size < 8:
-            raise ValueError(f"glyphs: image_size={image_size} is too small to draw a digit; use 8 or more (16 typical)")
-        if num_samples < 1:
-            raise ValueError(f"glyphs: num_samples must be positive, got {num_samples}")
-        self.num_samples, self.image_size, self.seed = num_samples, image_size, seed
-        self.split = 0 if train else 1          # train and test draw from different streams
-        self.num_classes, self.channels, self.class_names = 10, 1, list(CLASS_NAMES)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def label(self, index: int) -> int:
-        return index % self.num_classes
+        super().__init__(num_samples, image_size, seed, train, flip, channels=1, class_names=CLASS_NAMES)
 
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Render many samples in one vectorised call (unflipped): ``(N, 1, S, S)``, ``(N,)``."""
         return render_glyphs(indices, self.image_size, self.seed, self.split)
-
-    def _get(self, index: int):
-        x, y = self.batch([index])
-        return x[0], int(y[0])

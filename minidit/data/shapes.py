@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import ImageDataset
+from .base import ProceduralDataset
 
 CLASS_NAMES = ["circle", "square", "triangle", "star", "cross",
                "ring", "diamond", "hexagon", "heart", "stripes"]
@@ -119,25 +119,14 @@ def render_shapes(labels: np.ndarray, params: dict[str, np.ndarray], image_size:
     return (img.transpose(0, 3, 1, 2) * 2.0 - 1.0).astype(np.float32)
 
 
-class Shapes(ImageDataset):
+class Shapes(ProceduralDataset):
     """``num_samples`` procedural shape images, drawn on access (or all at once with ``batch``)."""
+
+    what, typical_size = "shapes", "32 or 64"
 
     def __init__(self, num_samples: int = 10_000, image_size: int = 32, seed: int = 0,
                  train: bool = True, flip: bool = False):
-        super().__init__(flip=flip)
-        if image_size < 8:
-            raise ValueError(f"shapes: image_size={image_size} is too small to draw shapes; use 8 or more (32 or 64 typical)")
-        if num_samples < 1:
-            raise ValueError(f"shapes: num_samples must be positive, got {num_samples}")
-        self.num_samples, self.image_size, self.seed = num_samples, image_size, seed
-        self.split = 0 if train else 1          # train and test draw from different streams
-        self.num_classes, self.channels, self.class_names = len(CLASS_NAMES), 3, list(CLASS_NAMES)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def label(self, index: int) -> int:
-        return index % self.num_classes
+        super().__init__(num_samples, image_size, seed, train, flip, channels=3, class_names=CLASS_NAMES)
 
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Render many samples in one vectorised call (unflipped): ``(N, 3, S, S)``, ``(N,)``."""
@@ -145,7 +134,3 @@ class Shapes(ImageDataset):
         labels = indices % self.num_classes
         x = render_shapes(labels, sample_params(self.seed, self.split, indices), self.image_size)
         return torch.from_numpy(x), torch.from_numpy(labels)
-
-    def _get(self, index: int):
-        x, y = self.batch([index])
-        return x[0], int(y[0])
