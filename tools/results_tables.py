@@ -1,0 +1,138 @@
+"""The README's scaling and ablation tables, made from the committed result files.
+
+    python tools/results_tables.py            # print the tables
+    python tools/results_tables.py --write    # put them into README.md between their markers
+    python tools/results_tables.py --check    # exit 1 if README.md's tables differ from the results
+
+README.md holds each table between ``<!-- results:scaling -->`` and ``<!-- /results:scaling -->``
+(and ``results:ablation``); ``tests/test_results_tables.py`` runs the check, so a table can never
+drift from the committed JSON files in ``minidit/experiments/results/``.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minidit.experiments import ablation, claims, scaling  # noqa: E402
+from minidit.experiments.grid import load_results  # noqa: E402
+from minidit.models.configs import FAMILIES  # noqa: E402
+
+README = ROOT / "README.md"
+
+
+def scaling_table(results: list[dict]) -> str:
+    """Families x patch sizes: final FID (mean +- std over seeds) and forward MFLOPs; the verdicts."""
+    stats = claims.seed_stats(results)
+    if not stats:
+        return "(no committed scaling results)"
+    tokens = {p: (16 // p) ** 2 for p in scaling.PATCHES}
+    lines = ["| family (depth / width) | " + " | ".join(f"patch {p} ({tokens[p]} tokens)" for p in scaling.PATCHES) + " |",
+             "|---|" + "---|" * len(scaling.PATCHES)]
+    for fam in scaling.FAMILIES:
+        depth, width, _ = FAMILIES[fam]
+        cells = []
+        for p in scaling.PATCHES:
+            s = stats.get(f"DiT-{fam}/{p}")
+            cells.append("--" if s is None else
+                         f"{s['fid_mean'][-1]:.1f} ± {s['fid_std'][-1]:.1f} ({s['gflops'] * 1e3:.2f} MFLOPs)")
+        lines.append(f"| {fam} ({depth} / {width}) | " + " | ".join(cells) + " |")
+    seeds = sorted({len(s["seeds"]) for s in stats.values()})
+    verdicts = claims.check_claims(results)
+    lines += ["", f"Final FID after {results[0]['spec']['steps']:,} steps, mean ± std of "
+                  f"{'/'.join(map(str, seeds))} seeds. " + _claims_sentence(verdicts)]
+    return "\n".join(lines)
+
+
+def _claims_sentence(v: dict) -> str:
+    def n_of(key):
+        return f"{sum(c['holds'] for c in v[key])} of {len(v[key])}"
+    parts = [f"FID falls with model size at {n_of('size')} patch sizes and with smaller patches in "
+             f"{n_of('tokens')} families"]
+    if "correlation" in v:
+        c = v["correlation"]
+        parts.append(f"Pearson r of log Gflops and log FID **{c['r_loglog']:.2f}** (raw {c['r_raw']:.2f}, "
+                     f"Spearman {c['spearman']:.2f}; the paper: −0.93)")
+    if v["training_compute"]:
+        parts.append(f"at equal training compute the larger model is ahead in {n_of('training_compute')} "
+                     f"overlapping pairs (Figure 9)")
+    if "sampling_compute" in v:
+        c = v["sampling_compute"]
+        parts.append(f"{c['smaller'].replace('DiT-', '')} with {c['steps_smaller']} sampling steps "
+                     f"(FID {c['fid_smaller']:.1f}) {'stays behind' if c['holds'] else 'catches'} "
+                     f"{c['larger'].replace('DiT-', '')} with {c['steps_larger']} (FID {c['fid_larger']:.1f}; Figure 10)")
+    return "; ".join(parts) + "."
+
+
+def ablation_table(results: list[dict]) -> str:
+    """Variants as columns: compute overhead, final FID (mean +- std over seeds), mean FID over training."""
+    if not results:
+        return "(no committed ablation results)"
+    variants = [v for v in ablation.VARIANTS if any(r["spec"]["conditioning"] == v for r in results)]
+    runs = {v: [r for r in results if r["spec"]["conditioning"] == v] for v in variants}
+    gflops = {v: runs[v][0]["gflops"] for v in variants}
+    over = ablation.gflops_overhead(gflops) if "adaLN-Zero" in gflops else {}
+    finals = {v: [r["checkpoints"][-1]["fid"] for r in runs[v]] for v in variants}
+    areas = {v: [ablation.area_under_fid_curve([c["step"] for c in r["checkpoints"]],
+                                               [c["fid"] for c in r["checkpoints"]]) for r in runs[v]]
+             for v in variants}
+
+    def ms(values):
+        return f"{np.mean(values):.1f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.1f}"
+    n = sorted({len(runs[v]) for v in variants})
+    lines = ["| conditioning | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants),
+             "| Gflops vs adaLN-Zero | " + " | ".join(f"{100 * over[v]:+.1f}%" if v in over else "--" for v in variants) + " |",
+             f"| final FID, mean ± std of {'/'.join(map(str, n))} seeds | " + " | ".join(ms(finals[v]) for v in variants) + " |",
+             "| mean FID over training | " + " | ".join(ms(areas[v]) for v in variants) + " |"]
+    ranking = sorted(variants, key=lambda v: np.mean(finals[v]))
+    lines += ["", f"{results[0]['spec']['model']}, {results[0]['spec']['steps']:,} steps. Ranking by the seed means "
+                  f"of the final FID: {' < '.join(ranking)}; the paper (XL/2): adaLN-Zero < adaLN < cross-attention < "
+                  f"in-context."]
+    return "\n".join(lines)
+
+
+def tables() -> dict[str, str]:
+    return {"scaling": scaling_table(load_results(scaling.RESULTS)),
+            "ablation": ablation_table(load_results(ablation.RESULTS))}
+
+
+def replace_blocks(text: str, blocks: dict[str, str]) -> str:
+    for name, body in blocks.items():
+        pattern = re.compile(rf"<!-- results:{name} -->\n.*?<!-- /results:{name} -->", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> block")
+        block = f"<!-- results:{name} -->\n{body}\n<!-- /results:{name} -->"
+        text = pattern.sub(lambda m: block, text)
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help="rewrite README.md's tables")
+    g.add_argument("--check", action="store_true", help="exit 1 if README.md's tables are out of date")
+    args = p.parse_args(argv)
+    blocks = tables()
+    if not (args.write or args.check):
+        for name, body in blocks.items():
+            print(f"## {name}\n\n{body}\n")
+        return 0
+    text = README.read_text()
+    new = replace_blocks(text, blocks)
+    if args.check:
+        if new != text:
+            print("README.md's results tables differ from the committed results: run python tools/results_tables.py --write")
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
