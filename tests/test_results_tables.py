@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from minidit.experiments import ablation, claims, scaling
 from minidit.experiments.grid import load_results
 
@@ -30,3 +32,28 @@ def test_the_committed_grid_is_complete_and_made_with_the_recipe():
     for r in results:
         spec = ablation.RECIPE.spec(ablation.MODEL, conditioning=r["spec"]["conditioning"], seed=r["spec"]["seed"])
         assert r["spec"] == spec.to_json()
+
+
+def test_report_json_reads_the_committed_grid(capsys):
+    import json
+    scaling.main(["--report", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == 9 and len(report["configs"]) == 18
+    assert {"model", "gflops", "seed", "fid"} == set(report["configs"][0])
+    assert report["r_loglog"] == pytest.approx(claims.check_claims(load_results(scaling.RESULTS))["correlation"]["r_loglog"], abs=1e-12)
+
+
+def test_the_committed_grid_shows_what_the_readme_says():
+    """Both axes monotone in the seed means, r <= -0.90 on log-log axes, Figure 10 as the paper
+    states it; Figure 9 is reported as measured (it does not hold at this budget)."""
+    v = claims.check_claims(load_results(scaling.RESULTS))
+    assert len(v["size"]) == 3 and all(c["holds"] for c in v["size"])
+    assert len(v["tokens"]) == 3 and all(c["holds"] for c in v["tokens"])
+    assert v["correlation"]["r_loglog"] <= -0.90 and v["correlation"]["spearman"] <= -0.90
+    assert v["sampling_compute"]["holds"]
+    # every step along an axis is wider than the two seeds' spread on both sides
+    stats = claims.seed_stats(load_results(scaling.RESULTS))
+    for c in v["size"] + v["tokens"]:
+        for a, b in zip(c["models"], c["models"][1:]):
+            gap = stats[a]["fid_mean"][-1] - stats[b]["fid_mean"][-1]
+            assert gap > stats[a]["fid_std"][-1] + stats[b]["fid_std"][-1], (a, b)

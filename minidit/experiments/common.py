@@ -246,8 +246,10 @@ def estimator_noise(dataset: str, num_samples: int, draws: int = 5) -> list[floa
     """FID of ``draws`` disjoint sets of ``num_samples`` REAL training images against the reference:
     what the metric reads for a perfect model at this sample count (its bias and its spread),
     the floor every model's FID sits on."""
-    images = real_data(dataset)[0]
-    if draws * num_samples > len(images):
+    needed = draws * num_samples
+    # a procedural set renders just the images asked for (its first ``needed`` training images)
+    images = _rendered(dataset, needed, train=True)[0] if DATA[dataset][1] is not None else real_data(dataset)[0]
+    if needed > len(images):
         raise ValueError(f"{draws} x {num_samples} images, but {dataset} has {len(images)} training images")
     ref = real_features(dataset).double().numpy()
     return [float(fid_from_features(ref, features(images[i * num_samples:(i + 1) * num_samples], dataset)
