@@ -194,7 +194,7 @@ def main(argv=None) -> list[dict]:
     args = p.parse_args(argv)
     smoke, out = cli.start(args, "ablation")
     if args.report:
-        if not args.out and not smoke:
+        if not args.out:
             out = RESULTS   # the committed runs
         return cli.report(out, summarize)
     recipe = cli.recipe_from_args(args, SMOKE_ABLATION if smoke else RECIPE)

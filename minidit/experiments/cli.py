@@ -38,7 +38,7 @@ def build_parser(prog: str, description: str, seeds: str = "0") -> argparse.Argu
                         "threads only wait for each other)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes training runs side by side (default 1; one per CPU core is fastest)")
-    p.add_argument("--report", action="store_true", help="print the tables from the cache, train nothing")
+    p.add_argument("--report", action="store_true", help="print the tables of the committed results (with --out DIR: of that folder), train nothing")
     return p
 
 

@@ -278,7 +278,7 @@ def main(argv=None) -> list[dict]:
         return plan
     smoke, out = cli.start(args, "scaling")
     if args.report:
-        if not args.out and not smoke:
+        if not args.out:
             out = RESULTS   # the committed grid
         return cli.report(out, report_json if args.json else summarize)
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
