@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from minidit.env import configure_torch
+from minidit.files import write_json_atomic
 
 from .common import RunSpec, model_facts, run_experiment
 
@@ -39,14 +39,10 @@ def load_result(out_dir: str | Path, spec: RunSpec) -> dict | None:
 
 
 def save_result(out_dir: str | Path, spec: RunSpec, result: dict) -> Path:
-    """Write atomically (temp file + rename): an interrupted run never leaves half a JSON."""
+    """Write atomically (minidit.files): an interrupted run never leaves half a JSON."""
     path = result_path(out_dir, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, result, indent=1)
 
 
 def load_results(out_dir: str | Path) -> list[dict]:
