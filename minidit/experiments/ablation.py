@@ -145,7 +145,7 @@ def summarize(results: list[dict]) -> str:
         v = r["spec"]["conditioning"]
         fids = [c["fid"] for c in r["checkpoints"]]
         lines.append(f"| {v} (seed {r['spec']['seed']}) | {r['params']:,} | {r['gflops'] * 1e3:.3f} | "
-                     f"{100 * over.get(v, float('nan')):+.1f}% | " + " | ".join(f"{f:.2f}" for f in fids)
+                     + (f"{100 * over[v]:+.1f}%" if v in over else "-") + " | " + " | ".join(f"{f:.2f}" for f in fids)
                      + f" | {area_under_fid_curve(steps, fids) if len(fids) > 1 else fids[0]:.2f} | "
                      f"{r['checkpoints'][-1]['loss']:.4f} | {r['train_seconds']:.0f} |")
     ranking = final_fid_ranking({v: f for v, (_, f) in curves.items()})

@@ -17,10 +17,13 @@ penultimate layer) instead of Inception-v3, and the sample counts are hundreds o
 50K. Numbers are therefore comparable with each other (same extractor, same N, same reference
 set), never with the paper's.
 
-Two data sets: sklearn's 8x8 ``digits`` (the reference set of its FID is the training split) for
-quick runs and tests, and 16x16 ``glyphs`` (50,000 rendered training images; the reference is
-10,000 images of the held-out stream) for both studies. Rendered glyphs are cached on disk, so
-the workers of a grid render them once. Running many runs -- the JSON cache, worker processes --
+Three data sets: sklearn's 8x8 ``digits`` (the reference set of its FID is the training split) for
+quick runs and tests, 16x16 ``glyphs`` (50,000 rendered training images; the reference is 10,000
+images of the held-out stream) for both studies, and 32x32 RGB ``shapes`` for the latent-vs-pixel
+comparison (latent.py). A ``RunSpec`` with ``latent=True`` trains on the tiny autoencoder's
+latents of the images (``load_vae("tiny")``, 8x8x4 for 32x32x3) and decodes its samples before
+they are measured, so both spaces are judged on pixels by one classifier. Rendered images are
+cached on disk, so the workers of a grid render them once. Running many runs -- the JSON cache, worker processes --
 is grid.py's job.
 """
 from __future__ import annotations
@@ -44,6 +47,7 @@ from minidit.models import get_model
 from minidit.training.ema import create_ema, ema_pairs
 from minidit.training.optim import create_optimizer, lr_at_step, set_lr
 from minidit.training.step import train_step
+from minidit.vae import load_vae
 
 NUM_CLASSES = 10
 
@@ -75,14 +79,16 @@ class Recipe:
     clip_denoised: bool = False        # clip the sampler's predicted x_0 to [-1, 1] (pixel-space models)
     train_samples: int | None = None   # procedural data: how many training images (None: DATA's)
 
-    def spec(self, model: str, conditioning: str = "adaLN-Zero", seed: int = 0) -> "RunSpec":
-        """The run of ``model`` with ``conditioning`` and ``seed`` under this recipe."""
+    def spec(self, model: str, conditioning: str = "adaLN-Zero", seed: int = 0, latent: bool = False) -> "RunSpec":
+        """The run of ``model`` with ``conditioning`` and ``seed`` under this recipe (on the tiny
+        autoencoder's latents when ``latent``)."""
         return RunSpec(model=model, conditioning=conditioning, steps=self.steps,
                        checkpoints=checkpoint_steps(self.steps, self.fractions), batch_size=self.batch_size,
                        lr=self.lr, warmup_steps=self.warmup_steps, ema_decay=self.ema_decay, seed=seed,
                        fid_samples=self.fid_samples, sampling_steps=self.sampling_steps, cfg_scale=self.cfg_scale,
                        sweep_steps=self.sweep_steps, dataset=self.dataset, lr_schedule=self.lr_schedule,
-                       beta2=self.beta2, clip_denoised=self.clip_denoised, train_samples=self.train_samples)
+                       beta2=self.beta2, clip_denoised=self.clip_denoised and not latent,
+                       train_samples=self.train_samples, latent=latent)
 
 
 @dataclass
@@ -108,6 +114,7 @@ class RunSpec:
     beta2: float = 0.999
     clip_denoised: bool = False
     train_samples: int | None = None
+    latent: bool = False  # train on the tiny autoencoder's latents (data set "shapes" only)
     fid_batch: int = 500  # images per sampling batch (memory, not the result)
 
     def __post_init__(self):
@@ -121,14 +128,24 @@ class RunSpec:
             raise ValueError(f"dataset={self.dataset!r}: the experiments know {sorted(DATA)}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r}: use 'constant' or 'cosine'")
+        if self.latent and self.dataset != LATENT_DATASET:
+            raise ValueError(f"latent=True needs dataset={LATENT_DATASET!r}, the data the tiny autoencoder "
+                             f"was trained on (got {self.dataset!r})")
+        if self.latent and self.clip_denoised:
+            raise ValueError("clip_denoised clips to the pixel range [-1, 1]; latents are unbounded (use False)")
 
     def key(self) -> str:
-        """File-name-safe identity: model, conditioning and seed (the JSON holds the rest)."""
-        return f"{self.model.replace('/', '_')}-{self.conditioning}-seed{self.seed}"
+        """File-name-safe identity: model, space, conditioning and seed (the JSON holds the rest)."""
+        space = "-latent" if self.latent else ""
+        return f"{self.model.replace('/', '_')}{space}-{self.conditioning}-seed{self.seed}"
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["checkpoints"], d["sweep_steps"] = list(self.checkpoints), list(self.sweep_steps)
+        if not self.latent:
+            # pixel runs are written without the key, so the results committed before latent runs
+            # existed still match their specs (grid.load_result compares the whole dict)
+            del d["latent"]
         return d
 
 
@@ -147,9 +164,10 @@ def ema_decay_at(step: int, decay: float) -> float:
     return min(decay, (1.0 + step) / (10.0 + step))
 
 
-# data set -> (image side, training images, FID reference: "train" = the training images
-# themselves, or N = that many images of the held-out stream)
-DATA = {"digits": (8, None, "train"), "glyphs": (16, 50_000, 10_000)}
+# data set -> (image side, channels, training images, FID reference: "train" = the training
+# images themselves, or N = that many images of the held-out stream)
+DATA = {"digits": (8, 1, None, "train"), "glyphs": (16, 1, 50_000, 10_000), "shapes": (32, 3, 20_000, 5_000)}
+LATENT_DATASET = "shapes"  # the data set the tiny autoencoder is trained on (minidit/autoencoder.py)
 
 
 @lru_cache(maxsize=None)
@@ -196,7 +214,7 @@ def _rendered(dataset: str, num_samples: int, train: bool) -> tuple[torch.Tensor
 def real_data(dataset: str = "digits", train_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images ``(N, C, S, S)`` in [-1, 1] and labels ``(N,)`` of ``dataset``
     (procedural sets: the first ``train_samples``, default DATA's count)."""
-    _, n_train, _ = DATA[dataset]
+    _, _, n_train, _ = DATA[dataset]
     n_train = train_samples or n_train
     if n_train is not None:
         return _rendered(dataset, n_train, train=True)
@@ -207,14 +225,14 @@ def real_data(dataset: str = "digits", train_samples: int | None = None) -> tupl
 @lru_cache(maxsize=None)
 def real_features(dataset: str = "digits") -> torch.Tensor:
     """Features of the reference images: the real side of every FID of ``dataset``."""
-    _, _, reference = DATA[dataset]
+    _, _, _, reference = DATA[dataset]
     images = real_data(dataset)[0] if reference == "train" else _rendered(dataset, reference, train=False)[0]
     return features(images, dataset)
 
 
 def fid_of_model(model, num_samples: int, sampling_steps: int, cfg_scale: float = 1.0,
                  seed: int = 0, batch_size: int = 500, dataset: str = "digits",
-                 clip_denoised: bool = False, with_accuracy: bool = False):
+                 clip_denoised: bool = False, with_accuracy: bool = False, vae=None):
     """FID of ``num_samples`` class-balanced samples of ``model`` vs the data set's reference images.
 
     Sampling: ancestral DDPM on a chain respaced to ``sampling_steps`` steps, learned variance,
@@ -234,7 +252,7 @@ def fid_of_model(model, num_samples: int, sampling_steps: int, cfg_scale: float 
         gen = torch.Generator().manual_seed(seed)
         for idx in torch.split(torch.arange(num_samples), batch_size):
             chunks.append(generate(model, diffusion, labels[idx], shape, NUM_CLASSES, cfg_scale=cfg_scale,
-                                   device=device, generator=gen, clip_denoised=clip_denoised).cpu())
+                                   device=device, generator=gen, clip_denoised=clip_denoised, vae=vae).cpu())
     fake, logits = classify(torch.cat(chunks), dataset)
     fid = float(fid_from_features(real_features(dataset).double().numpy(), fake.double().numpy()))
     if with_accuracy:
@@ -248,7 +266,7 @@ def estimator_noise(dataset: str, num_samples: int, draws: int = 5) -> list[floa
     the floor every model's FID sits on."""
     needed = draws * num_samples
     # a procedural set renders just the images asked for (its first ``needed`` training images)
-    images = _rendered(dataset, needed, train=True)[0] if DATA[dataset][1] is not None else real_data(dataset)[0]
+    images = _rendered(dataset, needed, train=True)[0] if DATA[dataset][2] is not None else real_data(dataset)[0]
     if needed > len(images):
         raise ValueError(f"{draws} x {num_samples} images, but {dataset} has {len(images)} training images")
     ref = real_features(dataset).double().numpy()
@@ -256,9 +274,29 @@ def estimator_noise(dataset: str, num_samples: int, draws: int = 5) -> list[floa
                                     .double().numpy())) for i in range(draws)]
 
 
+@lru_cache(maxsize=None)
+def tiny_vae():
+    """The tiny autoencoder behind the VAE interface (trained once on first use, then cached)."""
+    with torch.enable_grad():
+        return load_vae("tiny", device="cpu")
+
+
+@lru_cache(maxsize=None)
+def latent_moments(dataset: str, train_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scaled posterior ``(mean, std)`` of every training image, each ``(N, 4, S/4, S/4)``:
+    encoded once, so training draws a fresh ``z = mean + std * eps`` per step without running the
+    encoder (what ``python -m minidit.extract`` stores on disk for the trainer)."""
+    images = real_data(dataset, train_samples)[0]
+    with torch.no_grad():
+        moments = [tiny_vae().encode_moments(chunk) for chunk in torch.split(images, 1000)]
+    return torch.cat([m for m, _ in moments]), torch.cat([s for _, s in moments])
+
+
 def build_model(spec: RunSpec):
-    size, _, _ = DATA[spec.dataset]
-    return get_model(spec.model, input_size=size, in_channels=1, num_classes=NUM_CLASSES, learn_sigma=True,
+    size, channels, _, _ = DATA[spec.dataset]
+    if spec.latent:  # the tiny autoencoder: f = 4, 4 channels
+        size, channels = size // tiny_vae().downsample_factor, tiny_vae().latent_channels
+    return get_model(spec.model, input_size=size, in_channels=channels, num_classes=NUM_CLASSES, learn_sigma=True,
                      class_dropout_prob=0.1, conditioning=spec.conditioning)
 
 
@@ -269,17 +307,21 @@ def model_facts(spec: RunSpec) -> dict:
                 gflops=count_gflops(model), tokens=model.pos_embed.shape[1])
 
 
-def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
+def run_experiment(spec: RunSpec, progress=None, device="cpu", return_model: bool = False):
     """Train ``spec`` from scratch and measure FID of the EMA model at every checkpoint.
 
     ``progress`` (optional) is a tqdm bar advanced by one per training step. Returns the result
     dict that ``save_result`` writes: the spec, the model's facts, one record per checkpoint
     (step, FID, mean training loss since the previous checkpoint, training compute, seconds) and,
-    at the final checkpoint, the sampling-steps sweep.
+    at the final checkpoint, the sampling-steps sweep. ``return_model``: return ``(result, ema)``,
+    the trained EMA model too (a notebook shows its samples).
     """
     facts = model_facts(spec)
     images, labels = real_data(spec.dataset, spec.train_samples)
     real_features(spec.dataset)  # the classifier and the reference features, before the clock starts
+    vae = tiny_vae() if spec.latent else None
+    if spec.latent:
+        z_mean, z_std = latent_moments(spec.dataset, spec.train_samples)
     torch.manual_seed(spec.seed)
     model = build_model(spec).to(device)
     ema = create_ema(model)
@@ -300,7 +342,12 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
             order, pos = torch.randperm(len(images), generator=gen), 0
         idx = order[pos:pos + spec.batch_size]
         pos += spec.batch_size
-        x_0, y = images[idx].to(device), labels[idx].to(device)
+        if spec.latent:
+            # a fresh posterior sample of each latent every time it is drawn: z = mean + std * eps
+            x_0 = z_mean[idx] + z_std[idx] * torch.randn(z_std[idx].shape, generator=gen)
+        else:
+            x_0 = images[idx]
+        x_0, y = x_0.to(device), labels[idx].to(device)
         set_lr(opt, lr_at_step(step, spec.lr, spec.warmup_steps, decay_steps))
         loss = train_step(model, diffusion, opt, ema_list, param_list, x_0, y,
                           ema_decay=ema_decay_at(step, spec.ema_decay))["loss"]
@@ -318,7 +365,7 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
             t1 = time.time()
             fid, acc = fid_of_model(ema, spec.fid_samples, spec.sampling_steps, spec.cfg_scale, seed=spec.seed,
                                     batch_size=spec.fid_batch, dataset=spec.dataset,
-                                    clip_denoised=spec.clip_denoised, with_accuracy=True)
+                                    clip_denoised=spec.clip_denoised, with_accuracy=True, vae=vae)
             result["checkpoints"].append(dict(
                 step=done, fid=fid, accuracy=acc, loss=running / count, images_seen=done * spec.batch_size,
                 train_compute_gflops=training_compute_gflops(facts["gflops"], spec.batch_size, done),
@@ -330,7 +377,7 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
                 for n in spec.sweep_steps:
                     f = fid if n == spec.sampling_steps else fid_of_model(
                         ema, spec.fid_samples, n, spec.cfg_scale, seed=spec.seed, batch_size=spec.fid_batch,
-                        dataset=spec.dataset, clip_denoised=spec.clip_denoised)
+                        dataset=spec.dataset, clip_denoised=spec.clip_denoised, vae=vae)
                     result["sweep"].append(dict(
                         num_steps=n, fid=f,
                         sampling_gflops=sampling_compute_gflops(facts["gflops"], n, cfg=spec.cfg_scale > 1)))
@@ -339,4 +386,4 @@ def run_experiment(spec: RunSpec, progress=None, device="cpu") -> dict:
     result.update(train_seconds=train_seconds, eval_seconds=eval_seconds,
                   images_per_second=spec.steps * spec.batch_size / max(train_seconds, 1e-9),
                   torch_threads=torch.get_num_threads())
-    return result
+    return (result, ema) if return_model else result

@@ -1,0 +1,90 @@
+"""The latent-vs-pixel study (minidit/experiments/latent.py, chapter 9): specs, equal compute, the
+latent training path, and the committed results."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from minidit.autoencoder import AutoencoderConfig, TinyAutoencoder
+from minidit.experiments import common, grid, latent, scaling
+from minidit.vae import load_vae
+
+
+@pytest.fixture
+def fake_tiny_vae(monkeypatch):
+    """An untrained tiny autoencoder (f = 4, 4 channels) instead of the cached one, and features
+    that are 4x4-pooled pixels (no classifier): instant and deterministic. Records what the
+    classifier and the training step were given."""
+    torch.manual_seed(0)
+    vae = load_vae(TinyAutoencoder(AutoencoderConfig(channels=(8, 8), norm_groups=4)), scale_factor=1.0)
+    seen = dict(classified=[], trained=[])
+
+    def classify(images, dataset, batch_size=1000):
+        seen["classified"].append(tuple(images.shape[1:]))
+        n, c, s, _ = images.shape
+        # (N, C, S, S) -> (N, C, S/4, 4, S/4, 4) -> (N, C * S/4 * S/4)
+        return images.float().reshape(n, c, s // 4, 4, s // 4, 4).mean((3, 5)).flatten(1), torch.zeros(n, 10)
+
+    step = common.train_step
+
+    def train_step(model, diffusion, opt, ema_list, param_list, x_0, y, **kw):
+        seen["trained"].append(tuple(x_0.shape[1:]))
+        return step(model, diffusion, opt, ema_list, param_list, x_0, y, **kw)
+
+    monkeypatch.setattr(common, "tiny_vae", lambda: vae)
+    monkeypatch.setattr(common, "classify", classify)
+    monkeypatch.setattr(common, "train_step", train_step)
+    common.latent_moments.cache_clear()
+    common.real_features.cache_clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield seen
+    torch.set_num_threads(threads)
+    common.latent_moments.cache_clear()
+    common.real_features.cache_clear()
+
+
+def test_latent_spec_validation_and_identity():
+    spec = latent.RECIPE.spec("DiT-N/2", seed=3, latent=True)
+    pixel = latent.RECIPE.spec("DiT-N/2", seed=3)
+    assert spec.latent and not spec.clip_denoised          # latents are unbounded: never clipped
+    assert pixel.clip_denoised and not pixel.latent
+    assert spec.key() == "DiT-N_2-latent-adaLN-Zero-seed3" and pixel.key() == "DiT-N_2-adaLN-Zero-seed3"
+    assert spec.to_json()["latent"] is True and "latent" not in pixel.to_json()
+    with pytest.raises(ValueError, match="dataset='shapes'"):
+        scaling.RECIPE.spec("DiT-N/2", latent=True)
+    with pytest.raises(ValueError, match="clip_denoised"):
+        common.RunSpec(**dict(spec.to_json(), clip_denoised=True))
+    # the committed pixel-space results still match their specs
+    assert grid.load_result(scaling.RESULTS, scaling.RECIPE.spec("DiT-N/4", seed=0)) is not None
+
+
+def test_equal_compute_specs(fake_tiny_vae):
+    specs = latent.equal_compute_specs(latent.RECIPE, seeds=(0,))
+    assert [(s.model, s.latent) for s in specs] == [("DiT-N/2", True), ("DiT-N/4", False), ("DiT-N/8", False)]
+    models = [common.build_model(s) for s in specs]
+    assert (models[0].in_channels, models[0].input_size) == (4, 8)        # the 8x8x4 latents
+    assert [(m.in_channels, m.input_size) for m in models[1:]] == [(3, 32), (3, 32)]
+    assert [m.pos_embed.shape[1] for m in models] == [16, 64, 16]          # tokens
+    target = 3 * common.model_facts(specs[0])["gflops"] * specs[0].batch_size * specs[0].steps
+    for s in specs[1:]:
+        g = common.model_facts(s)["gflops"]
+        compute = 3 * g * s.batch_size * s.steps
+        # equal up to the rounding of the step count: within half a step's compute
+        assert abs(compute - target) <= 0.5 * 3 * g * s.batch_size
+        assert s.steps < specs[0].steps and s.checkpoints[-1] == s.steps
+
+
+def test_latent_run_trains_on_latents_and_measures_decoded_samples(fake_tiny_vae):
+    recipe = dataclasses.replace(latent.SMOKE_RECIPE, steps=3, fractions=(1.0,), fid_samples=20, train_samples=64)
+    spec = recipe.spec("DiT-P/2", seed=0, latent=True)
+    result, ema = common.run_experiment(spec, return_model=True)
+    assert set(fake_tiny_vae["trained"]) == {(4, 8, 8)}                    # trained on latents
+    assert fake_tiny_vae["classified"][-1] == (3, 32, 32)                  # judged on decoded pixels
+    assert ema.in_channels == 4 and result["tokens"] == 16
+    assert [c["step"] for c in result["checkpoints"]] == [3] and "accuracy" in result["checkpoints"][0]
+    # fresh posterior samples every step, but the run itself is reproducible
+    again = common.run_experiment(spec)
+    assert again["checkpoints"][0]["fid"] == result["checkpoints"][0]["fid"]
