@@ -57,3 +57,24 @@ def test_the_committed_grid_shows_what_the_readme_says():
         for a, b in zip(c["models"], c["models"][1:]):
             gap = stats[a]["fid_mean"][-1] - stats[b]["fid_mean"][-1]
             assert gap > stats[a]["fid_std"][-1] + stats[b]["fid_std"][-1], (a, b)
+
+
+def test_the_committed_latent_runs_are_the_recipe_and_show_what_chapter_9_says():
+    from minidit.experiments import latent
+
+    results = load_results(latent.RESULTS)
+    expected = {s.key(): s.to_json() for s in latent.equal_compute_specs(latent.RECIPE, seeds=latent.SEEDS)}
+    assert {r["spec"]["model"] + ("-latent" if r["spec"].get("latent") else "") + f"-{r['spec']['seed']}"
+            for r in results} == {f"{m}-{s}" for m in ("DiT-N/2-latent", *latent.PIXEL_MODELS) for s in latent.SEEDS}
+    for r in results:   # each file is exactly the run the recipe asks for (a rerun reads it back)
+        key = [k for k, spec in expected.items() if spec == r["spec"]]
+        assert len(key) == 1, r["spec"]
+    rows = {row["label"]: row for row in latent.summary_rows(results)}
+    lat = rows["DiT-N/2 latent"]
+    for name in ("DiT-N/4 pixel", "DiT-N/8 pixel"):
+        pixel = rows[name]
+        # equal training compute (to half a step of the pixel model)
+        assert abs(pixel["compute"] - lat["compute"]) <= 1.5 * pixel["gflops"] * 64
+        # the latent model wins on FID and on class accuracy, by more than the seed spreads
+        assert lat["fid_mean"] + lat["fid_std"] < pixel["fid_mean"] - pixel["fid_std"], name
+        assert lat["acc_mean"] > pixel["acc_mean"], name

@@ -1,11 +1,11 @@
-"""The README's scaling and ablation tables, made from the committed result files.
+"""The README's scaling, ablation and latent-vs-pixel tables, made from the committed result files.
 
     python tools/results_tables.py            # print the tables
     python tools/results_tables.py --write    # put them into README.md between their markers
     python tools/results_tables.py --check    # exit 1 if README.md's tables differ from the results
 
 README.md holds each table between ``<!-- results:scaling -->`` and ``<!-- /results:scaling -->``
-(and ``results:ablation``); ``tests/test_results_tables.py`` runs the check, so a table can never
+(and ``results:ablation``, ``results:latent``); ``tests/test_results_tables.py`` runs the check, so a table can never
 drift from the committed JSON files in ``minidit/experiments/results/``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minidit.experiments import ablation, claims, scaling  # noqa: E402
+from minidit.experiments import ablation, claims, latent, scaling  # noqa: E402
 from minidit.experiments.grid import load_results  # noqa: E402
 from minidit.models.configs import FAMILIES  # noqa: E402
 
@@ -97,9 +97,26 @@ def ablation_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def latent_table(results: list[dict]) -> str:
+    """One row per model and space: tokens, cost, steps, final FID and class accuracy (seed means)."""
+    rows = latent.summary_rows(results)
+    if not rows:
+        return "(no committed latent results)"
+    lines = ["| model | tokens | MFLOPs per image | steps | training Gflops | final FID | class accuracy |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['tokens']} | {r['gflops'] * 1e3:.2f} | {r['steps']:,} | {r['compute']:,.0f} | "
+                     f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f} | {r['acc_mean']:.2f} ± {r['acc_std']:.2f} |")
+    lines += ["", f"Mean ± std of {'/'.join(map(str, sorted({r['seeds'] for r in rows})))} seeds; FID and class "
+                  f"accuracy of {results[0]['spec']['fid_samples']} samples (guidance {results[0]['spec']['cfg_scale']:g}) "
+                  f"judged on pixels by the shapes classifier; chance accuracy is 0.10."]
+    return "\n".join(lines)
+
+
 def tables() -> dict[str, str]:
     return {"scaling": scaling_table(load_results(scaling.RESULTS)),
-            "ablation": ablation_table(load_results(ablation.RESULTS))}
+            "ablation": ablation_table(load_results(ablation.RESULTS)),
+            "latent": latent_table(load_results(latent.RESULTS))}
 
 
 def replace_blocks(text: str, blocks: dict[str, str]) -> str:

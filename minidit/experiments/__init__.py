@@ -1,13 +1,15 @@
-"""The paper's experiments at CPU scale, as scripts (chapters 11-13).
+"""The paper's experiments at CPU scale, as scripts (chapters 9, 11-13).
 
 * ``ablation`` -- Figure 5: the four conditioning variants trained with one budget, FID over training;
 * ``scaling``  -- Figures 2, 8, 9, 10: model size x patch size, FID vs Gflops / training compute /
   sampling compute;
+* ``latent``   -- section 3.2: the same DiT on the tiny autoencoder's latents and on pixels, at
+  equal training compute;
 * ``cost``     -- what the full-size DiT-XL/2 run costs (latent size, GPU-hours; MFU is in
   minidit/flops.py);
 * ``gpu_grid`` -- the paper's 12-model grid on GPUs: its torchrun commands and time estimates;
-* ``common``   -- the one recipe both scripts train with, the training-and-FID run, the JSON cache;
-* ``cli``      -- the command line both scripts share.
+* ``common``   -- the one recipe the scripts train with, the training-and-FID run, the JSON cache;
+* ``cli``      -- the command line the scripts share.
 
-Run them as ``python -m minidit.experiments.scaling`` / ``python -m minidit.experiments.ablation``.
+Run them as ``python -m minidit.experiments.scaling`` (``ablation``, ``latent``).
 """
