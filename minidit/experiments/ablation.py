@@ -162,10 +162,6 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def default_out(smoke: bool) -> Path:
-    return cli.results_dir("ablation", smoke)
-
-
 def reuse_scaling_runs(specs, out: Path, smoke: bool) -> None:
     """Copy the scaling grid's run of an identical spec (the adaLN-Zero one) instead of retraining:
     from the committed grid or the cache."""
@@ -192,11 +188,9 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--model", default=MODEL, help=f"model for all variants (default {MODEL})")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated conditioning variants")
     args = p.parse_args(argv)
-    smoke, out = cli.start(args, "ablation")
     if args.report:
-        if not args.out:
-            out = RESULTS   # the committed runs
-        return cli.report(out, summarize)
+        return cli.report(args, RESULTS, summarize)
+    smoke, out = cli.start(args, "ablation")
     recipe = cli.recipe_from_args(args, SMOKE_ABLATION if smoke else RECIPE)
     specs = ablation_specs(args.model, recipe, variants_of(args.variants), seeds=cli.seeds_of(args))
     reuse_scaling_runs(specs, out, smoke)

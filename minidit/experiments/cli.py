@@ -68,9 +68,10 @@ def seeds_of(args: argparse.Namespace) -> tuple[int, ...]:
     return tuple(int(s) for s in args.seeds.split(","))
 
 
-def report(out: Path, summarize) -> list[dict]:
-    """Print the tables of every run cached in ``out``; train nothing."""
-    results = load_results(out)
+def report(args: argparse.Namespace, committed: Path, summarize) -> list[dict]:
+    """``--report``: print the tables of the committed results in ``committed`` (with ``--out DIR``:
+    of every run cached in that folder); train nothing."""
+    results = load_results(Path(args.out) if args.out else committed)
     print(summarize(results))
     return results
 

@@ -58,16 +58,15 @@ def equal_compute_specs(recipe: Recipe = RECIPE, seeds=SEEDS, latent_model: str 
     """The latent run of every seed and, for each pixel model, a run with the same training
     compute: ``steps_pixel = round(steps * gflops_latent / gflops_pixel)`` (the checkpoints at the
     same fractions of it, so they line up in compute too)."""
+    g_latent = model_facts(recipe.spec(latent_model, latent=True))["gflops"]
+    pixel_recipes = {}
+    for model in pixel_models:
+        steps = max(2, round(recipe.steps * g_latent / model_facts(recipe.spec(model))["gflops"]))
+        pixel_recipes[model] = dataclasses.replace(recipe, steps=steps, warmup_steps=min(recipe.warmup_steps, steps // 2))
     specs = []
     for seed in seeds:
-        latent = recipe.spec(latent_model, seed=seed, latent=True)
-        specs.append(latent)
-        g_latent = model_facts(latent)["gflops"]
-        for model in pixel_models:
-            g_pixel = model_facts(recipe.spec(model))["gflops"]
-            steps = max(2, round(recipe.steps * g_latent / g_pixel))
-            specs.append(dataclasses.replace(recipe, steps=steps,
-                                             warmup_steps=min(recipe.warmup_steps, steps // 2)).spec(model, seed=seed))
+        specs.append(recipe.spec(latent_model, seed=seed, latent=True))
+        specs += [pixel_recipes[model].spec(model, seed=seed) for model in pixel_models]
     return specs
 
 
@@ -123,19 +122,13 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def default_out(smoke: bool) -> Path:
-    return cli.results_dir("latent", smoke)
-
-
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.latent",
                          "latent vs pixel DiT on 32x32 shapes at equal training compute", seeds="0,1")
     args = p.parse_args(argv)
-    smoke, out = cli.start(args, "latent")
     if args.report:
-        if not args.out:
-            out = RESULTS   # the committed runs
-        return cli.report(out, summarize)
+        return cli.report(args, RESULTS, summarize)
+    smoke, out = cli.start(args, "latent")
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
     specs = equal_compute_specs(recipe, seeds=cli.seeds_of(args))
     return cli.run_and_report(specs, out, summarize, desc="latent vs pixel", workers=args.workers)

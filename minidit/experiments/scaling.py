@@ -233,11 +233,6 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def default_out(smoke: bool) -> Path:
-    """Where a run writes by default: the minidit cache (never the committed results)."""
-    return cli.results_dir("scaling", smoke)
-
-
 def models_of(arg: str | None, smoke: bool) -> tuple[str, ...]:
     """The models of ``--models``: comma-separated names, ``all``, or (None) the default grid."""
     if arg is None:
@@ -276,11 +271,9 @@ def main(argv=None) -> list[dict]:
             raise SystemExit(f"error: {e}") from None
         print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
         return plan
-    smoke, out = cli.start(args, "scaling")
     if args.report:
-        if not args.out:
-            out = RESULTS   # the committed grid
-        return cli.report(out, report_json if args.json else summarize)
+        return cli.report(args, RESULTS, report_json if args.json else summarize)
+    smoke, out = cli.start(args, "scaling")
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
     specs = grid_specs(models_of(args.models, smoke), recipe, seeds=cli.seeds_of(args))
     return cli.run_and_report(specs, out, summarize, desc="scaling grid", workers=args.workers)
