@@ -76,6 +76,24 @@ def test_figure_9_compares_at_equal_training_compute():
     assert not pair["holds"]           # 21.2 > 14.1: the larger model is worse at equal compute
 
 
+def test_figure_9_uses_compute_matched_runs_where_they_exist():
+    # P/8 (1 Gflop) trained to N/8's (2 Gflops) final compute: 800 steps instead of 400
+    grid = [run("DiT-P/8", 1.0, (40, 20, 10), s) for s in (0, 1)] + [run("DiT-N/8", 2.0, (30, 15, 5 + s), s) for s in (0, 1)]
+    longer = [dict(run("DiT-P/8", 1.0, (20, 10, f), s), spec=dict(model="DiT-P/8", seed=s, steps=800)) for s, f in ((0, 7.0), (1, 9.0))]
+    for r in longer:
+        for c, step in zip(r["checkpoints"], (200, 400, 800)):
+            c.update(step=step, train_compute_gflops=3 * 1.0 * 64 * step)
+    (pair,) = claims.check_claims(grid, matched=longer)["training_compute"]
+    assert pair["method"] == "matched" and (pair["steps_smaller"], pair["steps_larger"]) == (800, 400)
+    assert pair["compute"] == pytest.approx(3 * 2.0 * 64 * 400)
+    assert pair["fid_smaller"] == pytest.approx(8.0) and pair["std_smaller"] == pytest.approx(np.sqrt(2))
+    assert pair["fid_larger"] == pytest.approx(5.5) and pair["holds"]          # 5.5 < 8: the larger model wins
+    assert "both trained to the end of their schedule" in claims.format_claims(claims.check_claims(grid, matched=longer))
+    # without them the same grid falls back to its checkpoints (and there the smaller model is ahead)
+    (fallback,) = claims.check_claims(grid)["training_compute"]
+    assert fallback["method"] == "checkpoints" and not fallback["holds"]
+
+
 def test_unfinished_runs_do_not_count():
     grid = good_grid()
     grid[0]["checkpoints"] = grid[0]["checkpoints"][:2]       # P/8 seed 0 stopped early (diverged)

@@ -92,6 +92,33 @@ def test_scaling_cli_smoke_and_report(tmp_path, pixel_features, capsys):
         scaling.main(["--smoke", "--models", "DiT-Q/3", "--out", str(tmp_path)])
 
 
+def test_matched_runs_spend_the_larger_models_compute():
+    """Figure 9's compute-matched runs: each smaller model trained to its larger neighbour's final
+    training compute (to half a step), under the same recipe otherwise, longest runs first."""
+    specs = scaling.matched_specs()
+    gflops = {m: common.model_facts(scaling.RECIPE.spec(m))["gflops"] for m in scaling.ALL_MODELS}
+    assert {(s.model, s.seed) for s in specs} == {(a, seed) for a, _ in scaling.MATCHED_PAIRS for seed in scaling.SEEDS}
+    assert len(scaling.MATCHED_PAIRS) == 6 and ("DiT-P/8", "DiT-N/8") in scaling.MATCHED_PAIRS
+    for s in specs:
+        (large,) = [b for a, b in scaling.MATCHED_PAIRS if a == s.model]
+        target = training_compute_gflops(gflops[large], s.batch_size, scaling.RECIPE.steps)
+        got = training_compute_gflops(gflops[s.model], s.batch_size, s.steps)
+        assert abs(got - target) <= training_compute_gflops(gflops[s.model], s.batch_size, 0.5)
+        assert s.steps > scaling.RECIPE.steps and s.sweep_steps == () and s.checkpoints[-1] == s.steps
+        assert (s.lr, s.lr_schedule, s.dataset, s.fid_samples) == (scaling.RECIPE.lr, "cosine", "glyphs", 500)
+    costs = [gflops[s.model] * s.steps for s in specs]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_scaling_cli_matched_smoke(tmp_path, pixel_features):
+    results = scaling.main(["--smoke", "--matched", "--models", "DiT-P/8", "--seeds", "0", "--steps", "4",
+                            "--fid-samples", "80", "--sampling-steps", "2", "--out", str(tmp_path)])
+    (r,) = results
+    # P/8 trained to N/8's compute: 4 x (N/8 Gflops / P/8 Gflops) steps
+    ratio = common.model_facts(scaling.RECIPE.spec("DiT-N/8"))["gflops"] / r["gflops"]
+    assert r["spec"]["model"] == "DiT-P/8" and r["spec"]["steps"] == round(4 * ratio) and r["sweep"] == []
+
+
 def test_ablation_smoke_run(tmp_path, pixel_features):
     specs = ablation.ablation_specs("DiT-P/4", Recipe(steps=3, fractions=(1 / 3, 1.0), batch_size=8, fid_samples=80,
                                                       sampling_steps=2, warmup_steps=1, sweep_steps=()), seeds=(0,))

@@ -27,8 +27,9 @@ from minidit.models.configs import FAMILIES  # noqa: E402
 README = ROOT / "README.md"
 
 
-def scaling_table(results: list[dict]) -> str:
-    """Families x patch sizes: final FID (mean +- std over seeds) and forward MFLOPs; the verdicts."""
+def scaling_table(results: list[dict], matched: list[dict] | None = None) -> str:
+    """Families x patch sizes: final FID (mean +- std over seeds) and forward MFLOPs; the verdicts;
+    Figure 9's pairs at equal training compute (``matched``: the compute-matched runs)."""
     stats = claims.seed_stats(results)
     if not stats:
         return "(no committed scaling results)"
@@ -44,9 +45,20 @@ def scaling_table(results: list[dict]) -> str:
                          f"{s['fid_mean'][-1]:.1f} ± {s['fid_std'][-1]:.1f} ({s['gflops'] * 1e3:.2f} MFLOPs)")
         lines.append(f"| {fam} ({depth} / {width}) | " + " | ".join(cells) + " |")
     seeds = sorted({len(s["seeds"]) for s in stats.values()})
-    verdicts = claims.check_claims(results)
+    verdicts = claims.check_claims(results, matched)
     lines += ["", f"Final FID after {results[0]['spec']['steps']:,} steps, mean ± std of "
                   f"{'/'.join(map(str, seeds))} seeds. " + _claims_sentence(verdicts)]
+    pairs = [c for c in verdicts["training_compute"] if c["method"] == "matched"]
+    if pairs:
+        lines += ["", "Figure 9 at equal training compute, both models trained to the end of their schedule "
+                      "(`--matched`: the smaller model trained to the larger one's final compute):", "",
+                  "| training Gflops | larger model (steps) | its FID | smaller model (steps) | its FID | larger ahead |",
+                  "|---|---|---|---|---|---|"]
+        for c in pairs:
+            lines.append(f"| {c['compute']:,.0f} | {c['larger'].replace('DiT-', '')} ({c['steps_larger']:,}) | "
+                         f"{c['fid_larger']:.1f} ± {c['std_larger']:.1f} | {c['smaller'].replace('DiT-', '')} "
+                         f"({c['steps_smaller']:,}) | {c['fid_smaller']:.1f} ± {c['std_smaller']:.1f} | "
+                         f"{'yes' if c['holds'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -59,9 +71,12 @@ def _claims_sentence(v: dict) -> str:
         c = v["correlation"]
         parts.append(f"Pearson r of log Gflops and log FID **{c['r_loglog']:.2f}** (raw {c['r_raw']:.2f}, "
                      f"Spearman {c['spearman']:.2f}; the paper: −0.93)")
-    if v["training_compute"]:
-        parts.append(f"at equal training compute the larger model is ahead in {n_of('training_compute')} "
-                     f"overlapping pairs (Figure 9)")
+    for method, how in (("matched", "pairs trained to the same compute"),
+                        ("checkpoints", "pairs compared at the grid's checkpoints (not annealed)")):
+        pairs = [c for c in v["training_compute"] if c["method"] == method]
+        if pairs:
+            parts.append(f"at equal training compute the larger model is ahead in {sum(c['holds'] for c in pairs)} "
+                         f"of {len(pairs)} {how} (Figure 9)")
     if "sampling_compute" in v:
         c = v["sampling_compute"]
         parts.append(f"{c['smaller'].replace('DiT-', '')} with {c['steps_smaller']} sampling steps "
@@ -114,7 +129,7 @@ def latent_table(results: list[dict]) -> str:
 
 
 def tables() -> dict[str, str]:
-    return {"scaling": scaling_table(load_results(scaling.RESULTS)),
+    return {"scaling": scaling_table(load_results(scaling.RESULTS), load_results(scaling.RESULTS_MATCHED)),
             "ablation": ablation_table(load_results(ablation.RESULTS)),
             "latent": latent_table(load_results(latent.RESULTS))}
 

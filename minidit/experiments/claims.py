@@ -8,7 +8,9 @@ to what the paper's figures show and tests each claim the way the figures state 
 * **correlation** (Figure 8): Pearson r of log Gflops and log FID over the models is <= -0.90
   (the paper: -0.93);
 * **training compute** (Figure 9): where two models of one patch size have spent the same
-  training compute, the larger one has the lower FID;
+  training compute, the larger one has the lower FID. Compared fairly only when both runs have
+  finished their learning-rate schedule: the smaller model is trained to the larger one's compute
+  (``python -m minidit.experiments.scaling --matched``); without those runs, the grid's checkpoints;
 * **sampling compute** (Figure 10): the smallest model sampled with the most steps does not reach
   the largest model sampled with the fewest.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .grid import load_results
-from .scaling import RESULTS, correlations
+from .scaling import RESULTS, RESULTS_MATCHED, correlations
 
 
 def _family_patch(model: str) -> tuple[str, int]:
@@ -77,8 +79,10 @@ def _interp_loglog(xs: list[float], ys: list[float], x: float) -> float:
     return float(np.exp(np.interp(np.log(x), np.log(xs), np.log(ys))))
 
 
-def check_claims(results: list[dict], families=("P", "N", "T"), patches=(8, 4, 2)) -> dict:
-    """One verdict per claim of the module docstring, with the numbers behind it.
+def check_claims(results: list[dict], matched: list[dict] | None = None, families=("P", "N", "T"),
+                 patches=(8, 4, 2)) -> dict:
+    """One verdict per claim of the module docstring, with the numbers behind it; ``matched``: the
+    compute-matched runs of Figure 9 (``python -m minidit.experiments.scaling --matched``), if any.
 
     Returns ``{"size": [...], "tokens": [...], "correlation": {...}, "training_compute": [...],
     "sampling_compute": {...}, "all_hold": bool}``; every entry has ``holds``. Claims whose
@@ -98,20 +102,34 @@ def check_claims(results: list[dict], families=("P", "N", "T"), patches=(8, 4, 2
     if corr:
         out["correlation"] = dict(r_loglog=corr["loglog"], r_raw=corr["raw"], spearman=corr["spearman"],
                                   holds=corr["loglog"] <= -0.90)
-    # Figure 9: pairs of models of one patch size whose training-compute ranges overlap, compared
-    # at the geometric middle of the overlap
+    # Figure 9. Compute-matched runs (``matched``, scaling.matched_specs): the smaller model of an
+    # adjacent pair trained, with its own full schedule, to the larger model's final compute, so
+    # two annealed models of equal compute are compared. A pair without such runs falls back to the
+    # grid's checkpoints where the two compute ranges overlap, compared at the geometric middle of
+    # the overlap; under a cosine schedule the larger model's checkpoint there is mid-way (not
+    # annealed), which favours the smaller model.
+    longer = seed_stats(matched or [])
     for p in patches:
         models = [f"DiT-{f}/{p}" for f in families if f"DiT-{f}/{p}" in stats]
         for i, small in enumerate(models):
             for large in models[i + 1:]:
                 a, b = stats[small], stats[large]
+                if large == models[i + 1] and small in longer:
+                    m = longer[small]
+                    out["training_compute"].append(dict(
+                        smaller=small, larger=large, method="matched", compute=b["compute"][-1],
+                        steps_smaller=m["steps"][-1], steps_larger=b["steps"][-1],
+                        fid_smaller=m["fid_mean"][-1], std_smaller=m["fid_std"][-1],
+                        fid_larger=b["fid_mean"][-1], std_larger=b["fid_std"][-1],
+                        holds=b["fid_mean"][-1] < m["fid_mean"][-1]))
+                    continue
                 lo, hi = max(a["compute"][0], b["compute"][0]), min(a["compute"][-1], b["compute"][-1])
                 if lo > hi:
                     continue
                 at = float(np.sqrt(lo * hi))
                 fa, fb = _interp_loglog(a["compute"], a["fid_mean"], at), _interp_loglog(b["compute"], b["fid_mean"], at)
-                out["training_compute"].append(dict(smaller=small, larger=large, compute=at, fid_smaller=fa,
-                                                    fid_larger=fb, holds=fb < fa))
+                out["training_compute"].append(dict(smaller=small, larger=large, method="checkpoints", compute=at,
+                                                    fid_smaller=fa, fid_larger=fb, holds=fb < fa))
     # Figure 10: the smallest model with its most sampling steps vs the largest with its fewest
     if len(stats) >= 2:
         small, large = next(iter(stats)), list(stats)[-1]
@@ -140,9 +158,15 @@ def format_claims(claims: dict) -> str:
         lines.append(f"* Figure 8: r = {c['r_loglog']:.3f} (log-log; raw {c['r_raw']:.3f}, Spearman "
                      f"{c['spearman']:.3f}), needs <= -0.90 -- {yes[c['holds']]}")
     for c in claims["training_compute"]:
-        lines.append(f"* Figure 9, at {c['compute']:.3g} training Gflops: {c['larger'].replace('DiT-', '')} "
-                     f"{c['fid_larger']:.1f} vs {c['smaller'].replace('DiT-', '')} {c['fid_smaller']:.1f} -- "
-                     f"{yes[c['holds']]}")
+        small, large = c["smaller"].replace("DiT-", ""), c["larger"].replace("DiT-", "")
+        if c["method"] == "matched":
+            lines.append(f"* Figure 9, at {c['compute']:.3g} training Gflops (both trained to the end of their "
+                         f"schedule): {large} in {c['steps_larger']:,} steps {c['fid_larger']:.1f} +- "
+                         f"{c['std_larger']:.1f} vs {small} in {c['steps_smaller']:,} steps {c['fid_smaller']:.1f} "
+                         f"+- {c['std_smaller']:.1f} -- {yes[c['holds']]}")
+        else:
+            lines.append(f"* Figure 9, at {c['compute']:.3g} training Gflops (grid checkpoints): {large} "
+                         f"{c['fid_larger']:.1f} vs {small} {c['fid_smaller']:.1f} -- {yes[c['holds']]}")
     if "sampling_compute" in claims:
         c = claims["sampling_compute"]
         lines.append(f"* Figure 10: {c['smaller'].replace('DiT-', '')} with {c['steps_smaller']} steps "
@@ -155,9 +179,12 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m minidit.experiments.claims",
                                 description="the paper's scaling claims, checked on a finished grid")
     p.add_argument("--out", default=None, help=f"results folder (default: the committed grid, {RESULTS})")
+    p.add_argument("--matched", default=None, help="folder of compute-matched runs for Figure 9 (default: the "
+                   f"committed ones, {RESULTS_MATCHED}, with the committed grid; none with --out)")
     args = p.parse_args(argv)
     results = load_results(Path(args.out) if args.out else RESULTS)
-    claims = check_claims(results)
+    matched_dir = Path(args.matched) if args.matched else (None if args.out else RESULTS_MATCHED)
+    claims = check_claims(results, load_results(matched_dir) if matched_dir and matched_dir.is_dir() else None)
     print(format_claims(claims) or "(no finished runs)")
     print(f"all claims hold: {claims['all_hold']}")
     return claims

@@ -43,6 +43,7 @@ committed files. ``--gpu-grid`` prints the paper's own 12-model grid on ImageNet
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -53,7 +54,7 @@ from scipy.stats import rankdata
 from minidit.models import DiT_models
 
 from . import cli, gpu_grid
-from .common import Recipe, RunSpec
+from .common import Recipe, RunSpec, model_facts
 
 FAMILIES = ("P", "N", "T")
 PATCHES = (8, 4, 2)
@@ -101,6 +102,28 @@ def pearson_correlation(x, y) -> float:
 
 
 # ------------------------------------------------------------------------------ grid + report
+
+# Figure 9 at equal training compute. Under a cosine schedule a run's mid-way checkpoints are not
+# annealed (the learning rate is still high), so comparing the larger model's mid-way checkpoint
+# with the smaller model's final one is unfair to the larger model. These runs give the smaller
+# model of each pair (one patch size, the next family up) its own full schedule, as long as it
+# takes to spend the larger model's final training compute: two annealed models, equal compute.
+MATCHED_PAIRS = tuple((f"DiT-{a}/{p}", f"DiT-{b}/{p}") for p in PATCHES for a, b in zip(FAMILIES, FAMILIES[1:]))
+RESULTS_MATCHED = RESULTS.parent / "scaling_matched"
+
+
+def matched_specs(recipe: Recipe = RECIPE, seeds=SEEDS, pairs=MATCHED_PAIRS) -> list[RunSpec]:
+    """For each ``(smaller, larger)`` pair, the smaller model trained for
+    ``round(steps * gflops_larger / gflops_smaller)`` steps (its checkpoints at the recipe's
+    fractions of that, no sampling-steps sweep), every seed; longest runs first, so that parallel
+    workers finish together."""
+    specs = []
+    for small, large in pairs:
+        g_small, g_large = (model_facts(recipe.spec(m))["gflops"] for m in (small, large))
+        longer = dataclasses.replace(recipe, steps=round(recipe.steps * g_large / g_small), sweep_steps=())
+        specs += [(longer.steps * g_small, longer.spec(small, seed=s)) for s in seeds]
+    return [spec for _, spec in sorted(specs, key=lambda cs: -cs[0])]
+
 
 def grid_specs(models, recipe: Recipe = RECIPE, seeds=SEEDS) -> list[RunSpec]:
     """The list of RunSpecs of a grid: every model x seed, the same recipe for all."""
@@ -255,6 +278,8 @@ def main(argv=None) -> list[dict]:
                         "families P, N, T x patches 8, 4, 2")
     p.add_argument("--json", action="store_true", help="with --report: one JSON object (configs, r_loglog, "
                    "r_raw, spearman) instead of the tables")
+    p.add_argument("--matched", action="store_true", help="Figure 9 at equal compute: each smaller model "
+                   "trained to its larger neighbour's final training compute (--models: which smaller models)")
     g = p.add_argument_group("the paper's 12-model grid on GPUs (prints commands and estimates, trains nothing)")
     g.add_argument("--gpu-grid", action="store_true", help="print the torchrun command and a time estimate of "
                    "each of the 12 ImageNet-256 runs (--steps: their length, default 400000)")
@@ -272,9 +297,13 @@ def main(argv=None) -> list[dict]:
         print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
         return plan
     if args.report:
-        return cli.report(args, RESULTS, report_json if args.json else summarize)
-    smoke, out = cli.start(args, "scaling")
+        return cli.report(args, RESULTS_MATCHED if args.matched else RESULTS, report_json if args.json else summarize)
+    smoke, out = cli.start(args, "scaling-matched" if args.matched else "scaling")
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
+    if args.matched:
+        smaller = models_of(args.models, smoke)
+        specs = matched_specs(recipe, cli.seeds_of(args), [(a, b) for a, b in MATCHED_PAIRS if a in smaller])
+        return cli.run_and_report(specs, out, summarize, desc="compute-matched runs", workers=args.workers)
     specs = grid_specs(models_of(args.models, smoke), recipe, seeds=cli.seeds_of(args))
     return cli.run_and_report(specs, out, summarize, desc="scaling grid", workers=args.workers)
 
