@@ -35,6 +35,25 @@ def test_the_committed_grid_is_complete_and_made_with_the_recipe():
         assert r["spec"] == spec.to_json()
 
 
+def test_the_committed_matched_runs_are_the_recipes_and_complete():
+    """Figure 9's compute-matched runs: every file is one of ``matched_specs``' runs, each smaller
+    model with every seed, and each pair that has them is compared on them (not on checkpoints)."""
+    results = load_results(scaling.RESULTS_MATCHED)
+    expected = {s.key(): s.to_json() for s in scaling.matched_specs()}
+    got = {RunSpec(**r["spec"]).key(): r["spec"] for r in results}
+    assert got and all(expected[k] == spec for k, spec in got.items())
+    models = {r["spec"]["model"] for r in results}
+    assert {(r["spec"]["model"], r["spec"]["seed"]) for r in results} == {(m, s) for m in models for s in scaling.SEEDS}
+    pairs = claims.check_claims(load_results(scaling.RESULTS), results)["training_compute"]
+    assert {c["smaller"] for c in pairs if c["method"] == "matched"} == models
+    # what the README and chapter 12 say: the larger model is ahead only where the smaller one
+    # (P/8) cannot learn; in the other five pairs the smaller one is ahead beyond both seed spreads
+    assert [(c["smaller"], c["larger"]) for c in pairs if c["holds"]] == [("DiT-P/8", "DiT-N/8")]
+    for c in pairs:
+        if not c["holds"]:
+            assert c["fid_larger"] - c["fid_smaller"] > c["std_larger"] + c["std_smaller"], c
+
+
 def test_report_json_reads_the_committed_grid(capsys):
     import json
     scaling.main(["--report", "--json"])

@@ -72,7 +72,7 @@ def _claims_sentence(v: dict) -> str:
         parts.append(f"Pearson r of log Gflops and log FID **{c['r_loglog']:.2f}** (raw {c['r_raw']:.2f}, "
                      f"Spearman {c['spearman']:.2f}; the paper: −0.93)")
     for method, how in (("matched", "pairs trained to the same compute"),
-                        ("checkpoints", "pairs compared at the grid's checkpoints (not annealed)")):
+                        ("checkpoints", "pairs compared at the grid's mid-run checkpoints")):
         pairs = [c for c in v["training_compute"] if c["method"] == method]
         if pairs:
             parts.append(f"at equal training compute the larger model is ahead in {sum(c['holds'] for c in pairs)} "

@@ -32,12 +32,15 @@ Results are cached as one JSON per (model, seed). The grid's results are committ
 ``minidit/experiments/results/scaling``; ``--report`` reads them (``--out DIR``: that folder
 instead), ``--report --json`` prints one JSON object (each run's final FID and the correlations).
 A run writes to the minidit cache unless ``--out`` says otherwise, so it never overwrites the
-committed files. ``--gpu-grid`` prints the paper's own 12-model grid on ImageNet-256 as
-``torchrun`` commands with a time estimate each (gpu_grid.py).
+committed files. ``--matched`` trains Figure 9's compute-matched runs instead (each smaller model
+to its larger neighbour's compute; committed in ``results/scaling_matched``). ``--gpu-grid``
+prints the paper's own 12-model grid on ImageNet-256 as ``torchrun`` commands with a time
+estimate each (gpu_grid.py).
 
     python -m minidit.experiments.scaling --smoke                  # a tiny grid in a minute
     python -m minidit.experiments.scaling --workers 2              # the normal grid: 9 models x 2 seeds
     python -m minidit.experiments.scaling --models DiT-P/4 --seeds 0   # re-run one committed config
+    python -m minidit.experiments.scaling --matched --workers 2    # Figure 9 at equal compute
     python -m minidit.experiments.scaling --report --json          # the committed results as JSON
     python -m minidit.experiments.scaling --gpu-grid --gpus 8 --gpu H100 --mfu 0.4 --latents DIR
 """
