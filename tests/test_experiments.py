@@ -110,13 +110,17 @@ def test_matched_runs_spend_the_larger_models_compute():
     assert costs == sorted(costs, reverse=True)
 
 
-def test_scaling_cli_matched_smoke(tmp_path, pixel_features):
+def test_scaling_cli_matched_smoke(tmp_path, pixel_features, capsys):
     results = scaling.main(["--smoke", "--matched", "--models", "DiT-P/8", "--seeds", "0", "--steps", "4",
                             "--fid-samples", "80", "--sampling-steps", "2", "--out", str(tmp_path)])
     (r,) = results
     # P/8 trained to N/8's compute: 4 x (N/8 Gflops / P/8 Gflops) steps
     ratio = common.model_facts(scaling.RECIPE.spec("DiT-N/8"))["gflops"] / r["gflops"]
     assert r["spec"]["model"] == "DiT-P/8" and r["spec"]["steps"] == round(4 * ratio) and r["sweep"] == []
+    capsys.readouterr()
+    scaling.main(["--report", "--matched", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert f"| DiT-P/8 (seed 0) | {r['spec']['steps']:,} |" in out and "Compute-matched runs" in out
 
 
 def test_ablation_smoke_run(tmp_path, pixel_features):

@@ -259,6 +259,25 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summarize_matched(results: list[dict]) -> str:
+    """Markdown of the compute-matched runs: each run's length, its training compute and its FID
+    at every checkpoint (the runs differ in length, so the grid's table does not fit them)."""
+    results = sorted(results, key=lambda r: (r["gflops"], r["spec"]["seed"]))
+    if not results:
+        return "(no results)"
+    lines = ["Compute-matched runs (Figure 9): each smaller model trained, with its own full schedule, to its "
+             "larger neighbour's final training compute; otherwise the grid's recipe.", "",
+             "| model | steps | training Gflops | FID at each checkpoint (step: FID) | final class accuracy |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        last = r["checkpoints"][-1]
+        lines.append(f"| {r['spec']['model']} (seed {r['spec']['seed']}) | {r['spec']['steps']:,} | "
+                     f"{last['train_compute_gflops']:,.0f} | "
+                     + ", ".join(f"{c['step']:,}: {c['fid']:.2f}" for c in r["checkpoints"])
+                     + f" | {last.get('accuracy', float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
 def models_of(arg: str | None, smoke: bool) -> tuple[str, ...]:
     """The models of ``--models``: comma-separated names, ``all``, or (None) the default grid."""
     if arg is None:
@@ -300,13 +319,15 @@ def main(argv=None) -> list[dict]:
         print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
         return plan
     if args.report:
-        return cli.report(args, RESULTS_MATCHED if args.matched else RESULTS, report_json if args.json else summarize)
+        if args.matched:
+            return cli.report(args, RESULTS_MATCHED, summarize_matched)
+        return cli.report(args, RESULTS, report_json if args.json else summarize)
     smoke, out = cli.start(args, "scaling-matched" if args.matched else "scaling")
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
     if args.matched:
         smaller = models_of(args.models, smoke)
         specs = matched_specs(recipe, cli.seeds_of(args), [(a, b) for a, b in MATCHED_PAIRS if a in smaller])
-        return cli.run_and_report(specs, out, summarize, desc="compute-matched runs", workers=args.workers)
+        return cli.run_and_report(specs, out, summarize_matched, desc="compute-matched runs", workers=args.workers)
     specs = grid_specs(models_of(args.models, smoke), recipe, seeds=cli.seeds_of(args))
     return cli.run_and_report(specs, out, summarize, desc="scaling grid", workers=args.workers)
 
