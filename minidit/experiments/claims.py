@@ -184,7 +184,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     results = load_results(Path(args.out) if args.out else RESULTS)
     matched_dir = Path(args.matched) if args.matched else (None if args.out else RESULTS_MATCHED)
-    claims = check_claims(results, load_results(matched_dir) if matched_dir and matched_dir.is_dir() else None)
+    claims = check_claims(results, load_results(matched_dir) if matched_dir else None)
     print(format_claims(claims) or "(no finished runs)")
     print(f"all claims hold: {claims['all_hold']}")
     return claims

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -78,6 +78,14 @@ class Recipe:
     beta2: float = 0.999               # AdamW's second-moment decay (PyTorch's and the paper's default)
     clip_denoised: bool = False        # clip the sampler's predicted x_0 to [-1, 1] (pixel-space models)
     train_samples: int | None = None   # procedural data: how many training images (None: DATA's)
+
+    def at_compute_of(self, gflops_reference: float, gflops: float) -> "Recipe":
+        """This recipe for a model of ``gflops`` forward Gflops, with as many steps as it takes to
+        spend the training compute of ``steps`` steps of a model of ``gflops_reference``
+        (``round(steps * gflops_reference / gflops)``, at least 2; the warm-up at most half the
+        run), so the two runs line up in compute (the checkpoints at the same fractions)."""
+        steps = max(2, round(self.steps * gflops_reference / gflops))
+        return replace(self, steps=steps, warmup_steps=min(self.warmup_steps, steps // 2))
 
     def spec(self, model: str, conditioning: str = "adaLN-Zero", seed: int = 0, latent: bool = False) -> "RunSpec":
         """The run of ``model`` with ``conditioning`` and ``seed`` under this recipe (on the tiny

@@ -59,10 +59,8 @@ def equal_compute_specs(recipe: Recipe = RECIPE, seeds=SEEDS, latent_model: str 
     compute: ``steps_pixel = round(steps * gflops_latent / gflops_pixel)`` (the checkpoints at the
     same fractions of it, so they line up in compute too)."""
     g_latent = model_facts(recipe.spec(latent_model, latent=True))["gflops"]
-    pixel_recipes = {}
-    for model in pixel_models:
-        steps = max(2, round(recipe.steps * g_latent / model_facts(recipe.spec(model))["gflops"]))
-        pixel_recipes[model] = dataclasses.replace(recipe, steps=steps, warmup_steps=min(recipe.warmup_steps, steps // 2))
+    pixel_recipes = {model: recipe.at_compute_of(g_latent, model_facts(recipe.spec(model))["gflops"])
+                     for model in pixel_models}
     specs = []
     for seed in seeds:
         specs.append(recipe.spec(latent_model, seed=seed, latent=True))

@@ -123,7 +123,7 @@ def matched_specs(recipe: Recipe = RECIPE, seeds=SEEDS, pairs=MATCHED_PAIRS) -> 
     specs = []
     for small, large in pairs:
         g_small, g_large = (model_facts(recipe.spec(m))["gflops"] for m in (small, large))
-        longer = dataclasses.replace(recipe, steps=round(recipe.steps * g_large / g_small), sweep_steps=())
+        longer = dataclasses.replace(recipe.at_compute_of(g_large, g_small), sweep_steps=())
         specs += [(longer.steps * g_small, longer.spec(small, seed=s)) for s in seeds]
     return [spec for _, spec in sorted(specs, key=lambda cs: -cs[0])]
 
