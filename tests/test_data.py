@@ -85,7 +85,35 @@ def test_shape_masks_match_closed_forms():
     assert area("ring") == pytest.approx(np.pi * (1 - 0.55 ** 2), rel=2e-3)
     assert area("triangle") == pytest.approx(3 * np.sqrt(3) / 4, rel=2e-3)     # inscribed in r=1
     assert area("diamond") == pytest.approx(2 * 0.75, rel=2e-3)
-    assert area("hexagon") == pytest.approx(2 * np.sqrt(3) * 0.85 ** 2, rel=2e-3)
+    assert area("bar") == pytest.approx(1.9 * 0.7, rel=2e-3)
+    # bowl: the unit disk less its lens-shaped overlap with a disk of radius R at distance d
+    d, R = 0.45, 0.8
+    lens = (np.arccos((d * d + 1 - R * R) / (2 * d)) + R * R * np.arccos((d * d + R * R - 1) / (2 * d * R))
+            - 0.5 * np.sqrt((-d + 1 + R) * (d + 1 - R) * (d - 1 + R) * (d + 1 + R)))
+    assert area("bowl") == pytest.approx(np.pi - lens, rel=2e-3)
+    # stripes: the disk where cos(3 pi u) > 0, i.e. |u| < 1/6 or 1/2 < |u| < 5/6;
+    # a vertical strip a < u < b of the unit disk has area F(b) - F(a), F(u) = u sqrt(1 - u^2) + asin(u)
+    F = lambda x: x * np.sqrt(1 - x * x) + np.arcsin(x)  # noqa: E731
+    assert area("stripes") == pytest.approx(2 * F(1 / 6) + 2 * (F(5 / 6) - F(0.5)), rel=2e-3)
+
+
+def test_shapes_are_upright_and_mirror_symmetric():
+    """Every class is symmetric about the vertical axis (the classifier's mirror augmentation relies
+    on it), the star and the triangle point up (v grows downwards), and the bowl opens up."""
+    from minidit.data.shapes import CLASS_NAMES, _inside
+    t = (np.arange(400) + 0.5) / 400 * 2.2 - 1.1
+    u, v = np.meshgrid(t, t)
+    for name in CLASS_NAMES:
+        assert np.array_equal(_inside(name, u, v), _inside(name, -u, v)), name
+    assert _inside("star", np.array(0.0), np.array(-0.95)) and not _inside("star", np.array(0.0), np.array(0.95))
+    assert _inside("triangle", np.array(0.0), np.array(-0.95)) and not _inside("triangle", np.array(0.0), np.array(0.95))
+    assert _inside("bowl", np.array(0.0), np.array(0.9)) and not _inside("bowl", np.array(0.0), np.array(-0.9))
+
+
+def test_shapes_batches_are_contiguous():
+    """A transposed view would reach the networks as strided memory, which takes other kernels."""
+    x, _ = get_dataset("shapes", num_samples=4).batch(range(4))
+    assert x.is_contiguous() and x.dtype == torch.float32
 
 
 def test_flip_is_a_mirror():

@@ -93,6 +93,7 @@ class ProceduralDataset(ImageDataset):
 
     what = "procedural"
     typical_size = "16"
+    version = 1  # bumped when the drawing changes: caches of rendered images and of models trained on them carry it
 
     def __init__(self, num_samples: int, image_size: int, seed: int, train: bool, flip: bool,
                  channels: int, class_names: list[str]):

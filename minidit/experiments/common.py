@@ -208,11 +208,13 @@ def _rendered(dataset: str, num_samples: int, train: bool) -> tuple[torch.Tensor
     minidit cache (a grid's workers and its reruns all read the same file)."""
     from safetensors.torch import load_file, save_file
 
-    path = cache_dir("data") / f"{dataset}-{'train' if train else 'test'}-{num_samples}.safetensors"
+    ds = get_dataset(dataset, train=train, num_samples=num_samples)
+    # the data set's version is in the name, so images drawn by an older version are never reused
+    path = cache_dir("data") / f"{dataset}-v{ds.version}-{'train' if train else 'test'}-{num_samples}.safetensors"
     if path.is_file():
         d = load_file(str(path))
         return d["images"], d["labels"]
-    x, y = get_dataset(dataset, train=train, num_samples=num_samples).batch(range(num_samples))
+    x, y = ds.batch(range(num_samples))
     # contiguous, as a read from the file is: a strided copy goes through other kernels, whose
     # last bits differ, and a run would not reproduce a run that found the file already there
     x, y = x.contiguous(), y.contiguous()
