@@ -110,10 +110,12 @@ def test_shapes_are_upright_and_mirror_symmetric():
     assert _inside("bowl", np.array(0.0), np.array(0.9)) and not _inside("bowl", np.array(0.0), np.array(-0.9))
 
 
-def test_shapes_batches_are_contiguous():
-    """A transposed view would reach the networks as strided memory, which takes other kernels."""
-    x, _ = get_dataset("shapes", num_samples=4).batch(range(4))
-    assert x.is_contiguous() and x.dtype == torch.float32
+@pytest.mark.parametrize("name", ["shapes", "glyphs"])
+def test_procedural_batches_are_contiguous(name):
+    """A transposed view would reach the networks as strided memory, which takes other kernels
+    (and the rendered-data cache relies on it: a file read back is contiguous)."""
+    x, y = get_dataset(name, num_samples=4).batch(range(4))
+    assert x.is_contiguous() and y.is_contiguous() and x.dtype == torch.float32
 
 
 def test_flip_is_a_mirror():

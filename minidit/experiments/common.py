@@ -214,10 +214,10 @@ def _rendered(dataset: str, num_samples: int, train: bool) -> tuple[torch.Tensor
     if path.is_file():
         d = load_file(str(path))
         return d["images"], d["labels"]
+    # every procedural set's batch is contiguous, as a read from the file is (tests/test_data.py):
+    # a strided tensor goes through other kernels, whose last bits differ, and a run would not
+    # reproduce a run that found the file already there
     x, y = ds.batch(range(num_samples))
-    # contiguous, as a read from the file is: a strided copy goes through other kernels, whose
-    # last bits differ, and a run would not reproduce a run that found the file already there
-    x, y = x.contiguous(), y.contiguous()
     with atomic_path(path) as tmp:
         save_file(dict(images=x, labels=y), str(tmp))
     return x, y
