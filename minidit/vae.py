@@ -252,7 +252,7 @@ def split_scale(spec: str) -> tuple[str, float | None]:
 def tiny_settings_from_key(key: str) -> TrainSettings | None:
     """The recipe a tiny-autoencoder cache key spells out (see ``load_tiny_autoencoder``), or None.
 
-    ``tiny_ae_v2_shapes32_f4_z4_steps1500_bs32_lr0.001_kl1e-06_pool8192_test1000_seed0``: the
+    ``tiny_ae_v3_shapes32_f8_z4_steps1500_bs32_lr0.001_kl1e-06_pool8192_test1000_seed0``: the
     data set name and the image size are written together, so a split is accepted only where the
     name is one of minidit's data sets.
     """

@@ -12,7 +12,7 @@ def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor
 
     ``z = mean + std * noise`` with ``std = exp(0.5 * logvar)`` and ``noise ~ N(0, I)`` given by
     the caller (so the result is a pure function of its inputs, and gradients flow to ``mean`` and
-    ``logvar``). All three tensors have the same shape, e.g. ``(N, 4, 8, 8)``; returns that shape.
+    ``logvar``). All three tensors have the same shape, e.g. ``(N, 4, 4, 4)``; returns that shape.
     """
     # std = exp(logvar / 2)
     std = torch.exp(0.5 * logvar)
@@ -42,7 +42,7 @@ def estimate_scale_factor(latents: torch.Tensor) -> torch.Tensor:
     decoding. Stable Diffusion's ``0.18215`` is exactly this: one over the std of the latents of a
     batch of training images, computed once and then frozen; DiT reuses it unchanged.
 
-    ``latents``: any shape, e.g. ``(N, 4, 8, 8)``. Returns a 0-dim tensor.
+    ``latents``: any shape, e.g. ``(N, 4, 4, 4)``. Returns a 0-dim tensor.
     """
     # s = 1 / std(z) over every element
     return 1.0 / latents.flatten().std()

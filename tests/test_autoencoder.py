@@ -23,15 +23,18 @@ def test_shapes_and_parameter_count():
     model = TinyAutoencoder()
     x = torch.randn(2, 3, 32, 32)
     mean, logvar = model.encode(x)
-    assert mean.shape == logvar.shape == (2, 4, 8, 8)               # f = 4, 4 latent channels
+    assert mean.shape == logvar.shape == (2, 4, 4, 4)               # f = 8, 4 latent channels (SD's)
     assert model.decode(mean).shape == (2, 3, 32, 32)
-    assert model.encode(torch.randn(1, 3, 64, 64))[0].shape == (1, 4, 16, 16)
-    # counted by hand from the architecture described in the docstrings
-    enc = _conv(3, 32, 3) + _conv(32, 32, 3) + _rb(32, 32) + _conv(32, 32, 3) + _rb(32, 64) + 2 * 64 + _conv(64, 8, 3)
-    dec = _conv(4, 64, 3) + _rb(64, 64) + _conv(64, 64, 3) + _rb(64, 32) + _conv(32, 32, 3) + 2 * 32 + _conv(32, 3, 3)
+    assert model.encode(torch.randn(1, 3, 64, 64))[0].shape == (1, 4, 8, 8)
+    # counted by hand from the architecture described in the docstrings: per level a stride-2
+    # conv and a ResNet block (encoder), a ResNet block and an upsampling conv (decoder)
+    enc = (_conv(3, 32, 3) + _conv(32, 32, 3) + _rb(32, 32) + _conv(32, 32, 3) + _rb(32, 64)
+           + _conv(64, 64, 3) + _rb(64, 64) + 2 * 64 + _conv(64, 8, 3))
+    dec = (_conv(4, 64, 3) + _rb(64, 64) + _conv(64, 64, 3) + _rb(64, 64) + _conv(64, 64, 3)
+           + _rb(64, 32) + _conv(32, 32, 3) + 2 * 32 + _conv(32, 3, 3))
     assert sum(p.numel() for p in model.encoder.parameters()) == enc
     assert sum(p.numel() for p in model.decoder.parameters()) == dec
-    assert AutoencoderConfig(channels=(16, 32, 64)).downsample_factor == 8
+    assert AutoencoderConfig(channels=(16, 32)).downsample_factor == 4
 
 
 def test_kl_matches_torch_distributions():
@@ -79,6 +82,8 @@ def test_cached_copy_trains_once(monkeypatch, tmp_path):
     assert info["steps"] == 2 and info["psnr"] > 0 and info["scale_factor"] > 0
     files = sorted(p.name for p in (tmp_path / "autoencoder").iterdir())
     assert files == [info["key"] + ".json", info["key"] + ".safetensors"]
+    assert info["key"] == ae.cache_key(s) != ae.cache_key(TrainSettings(steps=3, batch_size=2, image_size=16, pool=8,
+                                                                        test_samples=4))
 
     def no_training(*a, **k):
         raise AssertionError("the cached copy should have been loaded, not retrained")

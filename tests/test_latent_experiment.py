@@ -7,18 +7,19 @@ import dataclasses
 import pytest
 import torch
 
-from minidit.autoencoder import AutoencoderConfig, TinyAutoencoder
+from minidit.autoencoder import AutoencoderConfig, TinyAutoencoder, cache_key
+from minidit.data import Glyphs, Shapes
 from minidit.experiments import common, grid, latent, scaling
 from minidit.vae import load_vae
 
 
 @pytest.fixture
 def fake_tiny_vae(monkeypatch):
-    """An untrained tiny autoencoder (f = 4, 4 channels) instead of the cached one, and features
+    """An untrained tiny autoencoder (f = 8, 4 channels) instead of the cached one, and features
     that are 4x4-pooled pixels (no classifier): instant and deterministic. Records what the
     classifier and the training step were given."""
     torch.manual_seed(0)
-    vae = load_vae(TinyAutoencoder(AutoencoderConfig(channels=(8, 8), norm_groups=4)), scale_factor=1.0)
+    vae = load_vae(TinyAutoencoder(AutoencoderConfig(channels=(8, 8, 8), norm_groups=4)), scale_factor=1.0)
     seen = dict(classified=[], trained=[])
 
     def classify(images, dataset, batch_size=1000):
@@ -52,7 +53,13 @@ def test_latent_spec_validation_and_identity():
     assert spec.latent and not spec.clip_denoised          # latents are unbounded: never clipped
     assert pixel.clip_denoised and not pixel.latent
     assert spec.key() == "DiT-N_2-latent-adaLN-Zero-seed3" and pixel.key() == "DiT-N_2-adaLN-Zero-seed3"
-    assert spec.to_json()["latent"] is True and "latent" not in pixel.to_json()
+    assert spec.to_json()["latent"] is True and "latent" not in pixel.to_json() and "vae" not in pixel.to_json()
+    # a latent result names the autoencoder it was made on: one made on another never matches
+    assert spec.vae == cache_key() and latent.RECIPE.spec("DiT-N/1", seed=1, latent=True).vae == spec.vae
+    # and every run on a versioned data set names the version of its drawing (shapes: 2); the
+    # glyphs and digits runs, version 1, are written as before versions existed
+    assert spec.to_json()["data_version"] == pixel.to_json()["data_version"] == Shapes.version == 2
+    assert "data_version" not in scaling.RECIPE.spec("DiT-N/2").to_json() and Glyphs.version == 1
     with pytest.raises(ValueError, match="dataset='shapes'"):
         scaling.RECIPE.spec("DiT-N/2", latent=True)
     with pytest.raises(ValueError, match="clip_denoised"):
@@ -63,9 +70,9 @@ def test_latent_spec_validation_and_identity():
 
 def test_equal_compute_specs(fake_tiny_vae):
     specs = latent.equal_compute_specs(latent.RECIPE, seeds=(0,))
-    assert [(s.model, s.latent) for s in specs] == [("DiT-N/2", True), ("DiT-N/4", False), ("DiT-N/8", False)]
+    assert [(s.model, s.latent) for s in specs] == [("DiT-N/1", True), ("DiT-N/4", False), ("DiT-N/8", False)]
     models = [common.build_model(s) for s in specs]
-    assert (models[0].in_channels, models[0].input_size) == (4, 8)        # the 8x8x4 latents
+    assert (models[0].in_channels, models[0].input_size) == (4, 4)        # the 4x4x4 latents
     assert [(m.in_channels, m.input_size) for m in models[1:]] == [(3, 32), (3, 32)]
     assert [m.pos_embed.shape[1] for m in models] == [16, 64, 16]          # tokens
     target = 3 * common.model_facts(specs[0])["gflops"] * specs[0].batch_size * specs[0].steps
@@ -79,9 +86,9 @@ def test_equal_compute_specs(fake_tiny_vae):
 
 def test_latent_run_trains_on_latents_and_measures_decoded_samples(fake_tiny_vae):
     recipe = dataclasses.replace(latent.SMOKE_RECIPE, steps=3, fractions=(1.0,), fid_samples=20, train_samples=64)
-    spec = recipe.spec("DiT-P/2", seed=0, latent=True)
+    spec = recipe.spec("DiT-P/1", seed=0, latent=True)
     result, ema = common.run_experiment(spec, return_model=True)
-    assert set(fake_tiny_vae["trained"]) == {(4, 8, 8)}                    # trained on latents
+    assert set(fake_tiny_vae["trained"]) == {(4, 4, 4)}                    # trained on latents
     assert fake_tiny_vae["classified"][-1] == (3, 32, 32)                  # judged on decoded pixels
     assert ema.in_channels == 4 and result["tokens"] == 16
     assert [c["step"] for c in result["checkpoints"]] == [3] and "accuracy" in result["checkpoints"][0]

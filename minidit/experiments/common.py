@@ -21,7 +21,7 @@ Three data sets: sklearn's 8x8 ``digits`` (the reference set of its FID is the t
 quick runs and tests, 16x16 ``glyphs`` (50,000 rendered training images; the reference is 10,000
 images of the held-out stream) for both studies, and 32x32 RGB ``shapes`` for the latent-vs-pixel
 comparison (latent.py). A ``RunSpec`` with ``latent=True`` trains on the tiny autoencoder's
-latents of the images (``load_vae("tiny")``, 8x8x4 for 32x32x3) and decodes its samples before
+latents of the images (``load_vae("tiny")``, 4x4x4 for 32x32x3) and decodes its samples before
 they are measured, so both spaces are judged on pixels by one classifier. Rendered images are
 cached on disk, so the workers of a grid render them once. Running many runs -- the JSON cache, worker processes --
 is grid.py's job.
@@ -35,7 +35,8 @@ from functools import lru_cache
 
 import torch
 
-from minidit.data import get_dataset
+from minidit.autoencoder import cache_key
+from minidit.data import Glyphs, Shapes, get_dataset
 from minidit.diffusion import create_diffusion
 from minidit.env import cache_dir
 from minidit.files import atomic_path
@@ -96,7 +97,8 @@ class Recipe:
                        fid_samples=self.fid_samples, sampling_steps=self.sampling_steps, cfg_scale=self.cfg_scale,
                        sweep_steps=self.sweep_steps, dataset=self.dataset, lr_schedule=self.lr_schedule,
                        beta2=self.beta2, clip_denoised=self.clip_denoised and not latent,
-                       train_samples=self.train_samples, latent=latent)
+                       train_samples=self.train_samples, latent=latent, vae=cache_key() if latent else "",
+                       data_version=DATA_VERSION[self.dataset])
 
 
 @dataclass
@@ -123,6 +125,8 @@ class RunSpec:
     clip_denoised: bool = False
     train_samples: int | None = None
     latent: bool = False  # train on the tiny autoencoder's latents (data set "shapes" only)
+    vae: str = ""         # latent runs: that autoencoder's cache key (a result of another one never matches)
+    data_version: int = 1  # the version of the data set's drawing (a result on an older drawing never matches)
     fid_batch: int = 500  # images per sampling batch (memory, not the result)
 
     def __post_init__(self):
@@ -153,7 +157,9 @@ class RunSpec:
         if not self.latent:
             # pixel runs are written without the key, so the results committed before latent runs
             # existed still match their specs (grid.load_result compares the whole dict)
-            del d["latent"]
+            del d["latent"], d["vae"]
+        if self.data_version == 1:
+            del d["data_version"]  # likewise: the results made before data sets had versions
         return d
 
 
@@ -176,6 +182,7 @@ def ema_decay_at(step: int, decay: float) -> float:
 # images themselves, or N = that many images of the held-out stream)
 DATA = {"digits": (8, 1, None, "train"), "glyphs": (16, 1, 50_000, 10_000), "shapes": (32, 3, 20_000, 5_000)}
 LATENT_DATASET = "shapes"  # the data set the tiny autoencoder is trained on (minidit/autoencoder.py)
+DATA_VERSION = {"digits": 1, "glyphs": Glyphs.version, "shapes": Shapes.version}
 
 
 @lru_cache(maxsize=None)
@@ -307,7 +314,7 @@ def latent_moments(dataset: str, train_samples: int | None = None) -> tuple[torc
 
 def build_model(spec: RunSpec):
     size, channels, _, _ = DATA[spec.dataset]
-    if spec.latent:  # the tiny autoencoder: f = 4, 4 channels
+    if spec.latent:  # the tiny autoencoder: f = 8, 4 channels
         size, channels = size // tiny_vae().downsample_factor, tiny_vae().latent_channels
     return get_model(spec.model, input_size=size, in_channels=channels, num_classes=NUM_CLASSES, learn_sigma=True,
                      class_dropout_prob=0.1, conditioning=spec.conditioning)

@@ -62,8 +62,8 @@ PRESETS: dict[str, dict] = {
         cfg_scale=1.5,
     ),
     # Latent diffusion offline: the shapes through minidit's tiny from-scratch autoencoder
-    # (minidit/autoencoder.py); the DiT sees its small latent grid.
-    "shapes-latent": dict(_SHAPES, model="DiT-T/2", vae="tiny"),
+    # (minidit/autoencoder.py); the DiT sees its 4x4x4 latent grid (f = 8), patch 1 -> 16 tokens.
+    "shapes-latent": dict(_SHAPES, model="DiT-T/1", vae="tiny"),
     # The same shapes in pixel space (no autoencoder): 32x32x3 with patch 4 -> 64 tokens.
     "shapes-pixel": dict(_SHAPES, model="DiT-T/4", vae=None),
 }
