@@ -84,6 +84,20 @@ def test_equal_compute_specs(fake_tiny_vae):
         assert s.steps < specs[0].steps and s.checkpoints[-1] == s.steps
 
 
+def test_a_latent_models_shape_comes_from_the_autoencoders_architecture_not_a_trained_copy(monkeypatch):
+    # sizing a model (chapter 9 prints the study's facts) must never train the autoencoder: on a
+    # cold cache that would print its progress into an output the notebook checks
+    def no_training():
+        raise AssertionError("build_model asked for the trained autoencoder")
+    monkeypatch.setattr(common, "tiny_vae", no_training)
+    spec = latent.RECIPE.spec(latent.LATENT_MODEL, latent=True)
+    model = common.build_model(spec)
+    with torch.no_grad():
+        mean, _ = TinyAutoencoder(AutoencoderConfig()).encode(torch.zeros(1, 3, 32, 32))    # (1, 4, 4, 4)
+    assert (model.in_channels, model.input_size, model.input_size) == tuple(mean.shape[1:])
+    assert common.model_facts(spec)["tokens"] == 16
+
+
 def test_latent_run_trains_on_latents_and_measures_decoded_samples(fake_tiny_vae):
     recipe = dataclasses.replace(latent.SMOKE_RECIPE, steps=3, fractions=(1.0,), fid_samples=20, train_samples=64)
     spec = recipe.spec("DiT-P/1", seed=0, latent=True)

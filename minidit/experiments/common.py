@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import torch
 
-from minidit.autoencoder import cache_key
+from minidit.autoencoder import AutoencoderConfig, cache_key
 from minidit.data import Glyphs, Shapes, get_dataset
 from minidit.diffusion import create_diffusion
 from minidit.env import cache_dir
@@ -303,7 +303,7 @@ def tiny_vae():
 
 @lru_cache(maxsize=None)
 def latent_moments(dataset: str, train_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scaled posterior ``(mean, std)`` of every training image, each ``(N, 4, S/4, S/4)``:
+    """The scaled posterior ``(mean, std)`` of every training image, each ``(N, 4, S/8, S/8)``:
     encoded once, so training draws a fresh ``z = mean + std * eps`` per step without running the
     encoder (what ``python -m minidit.extract`` stores on disk for the trainer)."""
     images = real_data(dataset, train_samples)[0]
@@ -314,8 +314,9 @@ def latent_moments(dataset: str, train_samples: int | None = None) -> tuple[torc
 
 def build_model(spec: RunSpec):
     size, channels, _, _ = DATA[spec.dataset]
-    if spec.latent:  # the tiny autoencoder: f = 8, 4 channels
-        size, channels = size // tiny_vae().downsample_factor, tiny_vae().latent_channels
+    if spec.latent:  # the tiny autoencoder's latents: f = 8, 4 channels. Read from its architecture,
+        cfg = AutoencoderConfig()  # not from the trained copy: a model's shape never trains anything
+        size, channels = size // cfg.downsample_factor, cfg.latent_channels
     return get_model(spec.model, input_size=size, in_channels=channels, num_classes=NUM_CLASSES, learn_sigma=True,
                      class_dropout_prob=0.1, conditioning=spec.conditioning)
 
