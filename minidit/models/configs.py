@@ -13,6 +13,10 @@ residual stream narrower than its own pixels (the paper has D / (p^2 C) = 1.5 fo
 Every constructor takes the official keyword arguments (``input_size``, ``in_channels``,
 ``num_classes``, ``learn_sigma``, ``class_dropout_prob``) and minidit's (``conditioning``,
 ``fused_attn``, ``grad_checkpointing``).
+
+Two more, smaller still, exist for one experiment: F(emto) 2 / 32 / 2 and A(tto) 1 / 32 / 1
+(patches 2 and 4). At the training compute a CPU affords, they are smaller than the
+compute-optimal model, the regime of the paper's Figure 9 (experiments/frontier.py).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from .dit import DiT
 # family -> (depth, hidden_size, num_heads)
 FAMILIES = {
     "XL": (28, 1152, 16), "L": (24, 1024, 16), "B": (12, 768, 12), "S": (12, 384, 6),
-    "T": (6, 128, 4), "N": (4, 96, 4), "P": (2, 64, 2),
+    "T": (6, 128, 4), "N": (4, 96, 4), "P": (2, 64, 2), "F": (2, 32, 2), "A": (1, 32, 1),
 }
 
 
@@ -62,6 +66,10 @@ def DiT_P_8(**kwargs) -> DiT: return _make("P", 8)(**kwargs)
 def DiT_P_1(**kwargs) -> DiT: return _make("P", 1)(**kwargs)
 def DiT_P_2(**kwargs) -> DiT: return _make("P", 2)(**kwargs)
 def DiT_P_4(**kwargs) -> DiT: return _make("P", 4)(**kwargs)
+def DiT_F_2(**kwargs) -> DiT: return _make("F", 2)(**kwargs)
+def DiT_F_4(**kwargs) -> DiT: return _make("F", 4)(**kwargs)
+def DiT_A_2(**kwargs) -> DiT: return _make("A", 2)(**kwargs)
+def DiT_A_4(**kwargs) -> DiT: return _make("A", 4)(**kwargs)
 
 
 DiT_models = {
@@ -73,6 +81,9 @@ DiT_models = {
     "DiT-T/1": DiT_T_1, "DiT-T/2": DiT_T_2, "DiT-T/4": DiT_T_4, "DiT-T/8": DiT_T_8,
     "DiT-N/1": DiT_N_1, "DiT-N/2": DiT_N_2, "DiT-N/4": DiT_N_4, "DiT-N/8": DiT_N_8,
     "DiT-P/1": DiT_P_1, "DiT-P/2": DiT_P_2, "DiT-P/4": DiT_P_4, "DiT-P/8": DiT_P_8,
+    # below P, for the compute-optimal frontier (experiments/frontier.py); patches 2 and 4 only,
+    # since an 8x8 patch of 16x16 glyphs (64 numbers) would not fit their width of 32
+    "DiT-F/2": DiT_F_2, "DiT-F/4": DiT_F_4, "DiT-A/2": DiT_A_2, "DiT-A/4": DiT_A_4,
 }
 
 # the 12 configurations of the paper, in Table 4 order
