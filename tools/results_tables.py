@@ -1,11 +1,11 @@
-"""The README's scaling, ablation and latent-vs-pixel tables, made from the committed result files.
+"""The README's scaling, frontier, ablation and latent-vs-pixel tables, made from the committed result files.
 
     python tools/results_tables.py            # print the tables
     python tools/results_tables.py --write    # put them into README.md between their markers
     python tools/results_tables.py --check    # exit 1 if README.md's tables differ from the results
 
 README.md holds each table between ``<!-- results:scaling -->`` and ``<!-- /results:scaling -->``
-(and ``results:ablation``, ``results:latent``); ``tests/test_results_tables.py`` runs the check, so a table can never
+(and ``results:frontier``, ``results:ablation``, ``results:latent``); ``tests/test_results_tables.py`` runs the check, so a table can never
 drift from the committed JSON files in ``minidit/experiments/results/``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minidit.experiments import ablation, claims, latent, scaling  # noqa: E402
+from minidit.experiments import ablation, claims, frontier, latent, scaling  # noqa: E402
 from minidit.experiments.grid import load_results  # noqa: E402
 from minidit.models.configs import FAMILIES  # noqa: E402
 
@@ -128,8 +128,31 @@ def latent_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def frontier_table(results: list[dict]) -> str:
+    """The IsoFLOP profile: one row per model size at one training compute (seed means)."""
+    rows = frontier.profile(results)
+    if not rows:
+        return "(no committed frontier results)"
+    best = frontier.optimum(rows)
+    lines = ["| model (depth / width) | parameters | MFLOPs per image | steps | final FID | class accuracy |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        depth, width, _ = FAMILIES[r["model"].split("-")[1].split("/")[0]]
+        name = f"**{r['model']}**" if r is best else r["model"]
+        lines.append(f"| {name} ({depth} / {width}) | {r['params']:,} | {r['gflops'] * 1e3:.2f} | {r['steps']:,} | "
+                     f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f} | {r['acc_mean']:.2f} ± {r['acc_std']:.2f} |")
+    lines += ["", f"Every model trained to {rows[0]['compute']:,.0f} training Gflops (the compute of "
+                  f"{frontier.RECIPE.steps:,} steps of {frontier.REFERENCE}), mean ± std of "
+                  f"{'/'.join(map(str, sorted({r['seeds'] for r in rows})))} seeds. The lowest FID, in bold, "
+                  f"is the compute-optimal size at this compute"
+                  + "".join(f"; {r['model']} is within the seed spreads of it" for r in frontier.tied_with_optimum(rows))
+                  + "."]
+    return "\n".join(lines)
+
+
 def tables() -> dict[str, str]:
     return {"scaling": scaling_table(load_results(scaling.RESULTS), load_results(scaling.RESULTS_MATCHED)),
+            "frontier": frontier_table(load_results(frontier.RESULTS)),
             "ablation": ablation_table(load_results(ablation.RESULTS)),
             "latent": latent_table(load_results(latent.RESULTS))}
 
