@@ -42,9 +42,10 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
     deviation of FID over the seeds (finished runs only), in increasing order of Gflops.
 
     Keys per model: ``gflops``, ``params``, ``tokens``, ``seeds``, ``steps``, ``compute`` (training
-    Gflops at each checkpoint), ``fid_mean``, ``fid_std``, ``acc_mean`` (class accuracy of the
-    samples at the final checkpoint), ``sweep_steps``, ``sampling_gflops``, ``sweep_mean``,
-    ``sweep_std``. With one seed the standard deviation is 0.
+    Gflops at each checkpoint), ``fid_mean``, ``fid_std``, ``acc_mean`` and ``acc_std`` (class
+    accuracy of the samples at the final checkpoint), ``train_seconds`` (mean over the seeds),
+    ``sweep_steps``, ``sampling_gflops``, ``sweep_mean``, ``sweep_std``. With one seed the
+    standard deviation is 0.
     """
     runs: dict[str, list[dict]] = {}
     for r in results:
@@ -54,6 +55,7 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
     for model, rs in sorted(runs.items(), key=lambda kv: kv[1][0]["gflops"]):
         fids = np.array([[c["fid"] for c in r["checkpoints"]] for r in rs])          # (seeds, checkpoints)
         sweeps = np.array([[s["fid"] for s in r["sweep"]] for r in rs]) if rs[0]["sweep"] else np.zeros((len(rs), 0))
+        accs = [r["checkpoints"][-1].get("accuracy", np.nan) for r in rs]
         ddof = 1 if len(rs) > 1 else 0
         out[model] = dict(
             gflops=rs[0]["gflops"], params=rs[0]["params"], tokens=rs[0]["tokens"],
@@ -61,7 +63,8 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
             steps=[c["step"] for c in rs[0]["checkpoints"]],
             compute=[c["train_compute_gflops"] for c in rs[0]["checkpoints"]],
             fid_mean=fids.mean(0).tolist(), fid_std=fids.std(0, ddof=ddof).tolist(),
-            acc_mean=float(np.mean([r["checkpoints"][-1].get("accuracy", np.nan) for r in rs])),
+            acc_mean=float(np.mean(accs)), acc_std=float(np.std(accs, ddof=ddof)),
+            train_seconds=float(np.mean([r["train_seconds"] for r in rs])),
             sweep_steps=[s["num_steps"] for s in rs[0]["sweep"]],
             sampling_gflops=[s["sampling_gflops"] for s in rs[0]["sweep"]],
             sweep_mean=sweeps.mean(0).tolist(), sweep_std=sweeps.std(0, ddof=ddof).tolist())

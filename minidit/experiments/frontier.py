@@ -27,9 +27,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
-from . import cli, scaling
+from . import claims, cli, scaling
 from .common import Recipe, RunSpec, model_facts
 
 # smallest first; all of patch 4 (16 tokens), so only the model's size changes
@@ -55,26 +53,14 @@ def frontier_specs(recipe: Recipe = RECIPE, seeds=SEEDS, models=MODELS) -> list[
     return [recipes[m].spec(m, seed=seed) for m in models for seed in seeds]
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def profile(results: list[dict]) -> list[dict]:
     """One row per model (smallest first): its size, steps, compute, and the final FID and class
-    accuracy as mean and standard deviation over its finished seeds."""
-    runs: dict[str, list[dict]] = {}
-    for r in results:
-        if r["checkpoints"] and r["checkpoints"][-1]["step"] == r["spec"]["steps"]:
-            runs.setdefault(r["spec"]["model"], []).append(r)
-    rows = []
-    for model, rs in sorted(runs.items(), key=lambda kv: kv[1][0]["params"]):
-        fid = _mean_std([r["checkpoints"][-1]["fid"] for r in rs])
-        acc = _mean_std([r["checkpoints"][-1]["accuracy"] for r in rs])
-        rows.append(dict(model=model, params=rs[0]["params"], gflops=rs[0]["gflops"], steps=rs[0]["spec"]["steps"],
-                         compute=rs[0]["checkpoints"][-1]["train_compute_gflops"], seeds=len(rs),
-                         train_seconds=float(np.mean([r["train_seconds"] for r in rs])),
-                         fid_mean=fid[0], fid_std=fid[1], acc_mean=acc[0], acc_std=acc[1]))
-    return rows
+    accuracy as mean and standard deviation over its finished seeds (claims.seed_stats)."""
+    rows = [dict(model=model, params=s["params"], gflops=s["gflops"], steps=s["steps"][-1], compute=s["compute"][-1],
+                 seeds=len(s["seeds"]), train_seconds=s["train_seconds"], fid_mean=s["fid_mean"][-1],
+                 fid_std=s["fid_std"][-1], acc_mean=s["acc_mean"], acc_std=s["acc_std"])
+            for model, s in claims.seed_stats(results).items()]
+    return sorted(rows, key=lambda r: r["params"])
 
 
 def optimum(rows: list[dict]) -> dict:
