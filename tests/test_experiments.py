@@ -1,8 +1,8 @@
 """The experiment scripts (chapters 11-13): tiny grids run, cache and resume; the formulas are right.
 
-FID inside these tests uses the raw pixels of an image as its "features" (monkeypatched), so the
-tests need neither the offline classifier nor its training time; the real extractor is exercised
-by the scripts and notebooks.
+FID inside these tests uses the raw pixels of an image as its "features" (the ``pixel_features``
+fixture of conftest.py), so the tests need neither the offline classifier nor its training time;
+the real extractor is exercised by the scripts and notebooks.
 """
 from __future__ import annotations
 
@@ -20,20 +20,6 @@ from minidit.experiments import ablation, common, cost, grid, scaling
 from minidit.experiments.common import Recipe
 from minidit.flops import count_gflops, mfu, peak_throughput, sampling_compute_gflops, training_compute_gflops
 from minidit.models import get_model
-
-
-@pytest.fixture
-def pixel_features(monkeypatch):
-    """FID on flattened pixels: deterministic, instant, no classifier. One thread: these models are
-    tiny, and on a shared machine a second thread mostly waits (as the scripts' --threads 1)."""
-    monkeypatch.setattr(common, "classify", lambda images, dataset, batch_size=1000: (
-        images.float().flatten(1), torch.zeros(len(images), 10)))
-    common.real_features.cache_clear()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    common.real_features.cache_clear()
 
 
 def tiny_specs(**kw):

@@ -46,16 +46,9 @@ def test_every_model_gets_the_reference_models_compute():
     assert specs[0].steps == 20000 and 200 < specs[-1].steps < 300
 
 
-def test_frontier_cli_smoke_and_report(tmp_path, capsys, monkeypatch):
-    # FID on flattened pixels: no classifier needed (as in test_experiments.py)
-    monkeypatch.setattr(common, "classify", lambda images, dataset, batch_size=1000: (
-        images.float().flatten(1), torch.zeros(len(images), 10)))
-    common.real_features.cache_clear()
-    try:
-        results = frontier.main(["--smoke", "--seeds", "0", "--steps", "8", "--fid-samples", "40",
-                                 "--sampling-steps", "2", "--out", str(tmp_path)])
-    finally:
-        common.real_features.cache_clear()
+def test_frontier_cli_smoke_and_report(tmp_path, capsys, pixel_features):
+    results = frontier.main(["--smoke", "--seeds", "0", "--steps", "8", "--fid-samples", "40",
+                             "--sampling-steps", "2", "--out", str(tmp_path)])
     assert sorted(r["spec"]["model"] for r in results) == ["DiT-A/4", "DiT-P/4"]
     steps = {r["spec"]["model"]: r["spec"]["steps"] for r in results}
     assert steps["DiT-A/4"] == 8 and steps["DiT-P/4"] == max(2, round(8 * results[0]["gflops"] / results[1]["gflops"]))
