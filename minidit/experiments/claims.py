@@ -43,8 +43,8 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
 
     Keys per model: ``gflops``, ``params``, ``tokens``, ``seeds``, ``steps``, ``compute`` (training
     Gflops at each checkpoint), ``fid_mean``, ``fid_std``, ``acc_mean`` and ``acc_std`` (class
-    accuracy of the samples at the final checkpoint), ``train_seconds`` (mean over the seeds),
-    ``sweep_steps``, ``sampling_gflops``, ``sweep_mean``, ``sweep_std``. With one seed the
+    accuracy of the samples at the final checkpoint), ``train_seconds`` (mean over the seeds;
+    NaN like the accuracy where a result does not record it), ``sweep_steps``, ``sampling_gflops``, ``sweep_mean``, ``sweep_std``. With one seed the
     standard deviation is 0.
     """
     runs: dict[str, list[dict]] = {}
@@ -64,7 +64,7 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
             compute=[c["train_compute_gflops"] for c in rs[0]["checkpoints"]],
             fid_mean=fids.mean(0).tolist(), fid_std=fids.std(0, ddof=ddof).tolist(),
             acc_mean=float(np.mean(accs)), acc_std=float(np.std(accs, ddof=ddof)),
-            train_seconds=float(np.mean([r["train_seconds"] for r in rs])),
+            train_seconds=float(np.mean([r.get("train_seconds", np.nan) for r in rs])),
             sweep_steps=[s["num_steps"] for s in rs[0]["sweep"]],
             sampling_gflops=[s["sampling_gflops"] for s in rs[0]["sweep"]],
             sweep_mean=sweeps.mean(0).tolist(), sweep_std=sweeps.std(0, ddof=ddof).tolist())
