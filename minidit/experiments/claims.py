@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .grid import load_results
+from .grid import finished, load_results
 from .scaling import RESULTS, RESULTS_MATCHED, correlations
 
 
@@ -44,13 +44,12 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
     Keys per model: ``gflops``, ``params``, ``tokens``, ``seeds``, ``steps``, ``compute`` (training
     Gflops at each checkpoint), ``fid_mean``, ``fid_std``, ``acc_mean`` and ``acc_std`` (class
     accuracy of the samples at the final checkpoint), ``train_seconds`` (mean over the seeds;
-    NaN like the accuracy where a result does not record it), ``sweep_steps``, ``sampling_gflops``, ``sweep_mean``, ``sweep_std``. With one seed the
-    standard deviation is 0.
+    NaN like the accuracy where a result does not record it), ``sweep_steps``, ``sampling_gflops``,
+    ``sweep_mean``, ``sweep_std``. With one seed the standard deviation is 0.
     """
     runs: dict[str, list[dict]] = {}
-    for r in results:
-        if r["checkpoints"] and r["checkpoints"][-1]["step"] == r["spec"]["steps"]:
-            runs.setdefault(r["spec"]["model"], []).append(r)
+    for r in finished(results):
+        runs.setdefault(r["spec"]["model"], []).append(r)
     out = {}
     for model, rs in sorted(runs.items(), key=lambda kv: kv[1][0]["gflops"]):
         fids = np.array([[c["fid"] for c in r["checkpoints"]] for r in rs])          # (seeds, checkpoints)

@@ -56,6 +56,11 @@ def load_results(out_dir: str | Path) -> list[dict]:
     return out
 
 
+def finished(results: list[dict]) -> list[dict]:
+    """The runs that reached their last step (a diverged run stops early and has no final FID)."""
+    return [r for r in results if r["checkpoints"] and r["checkpoints"][-1]["step"] == r["spec"]["steps"]]
+
+
 def _claim(out_dir: str | Path, spec: RunSpec) -> bool:
     """Claim ``spec`` for this process: create ``<key>.claim`` holding our pid, atomically.
 

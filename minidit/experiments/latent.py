@@ -35,6 +35,7 @@ import numpy as np
 
 from . import cli
 from .common import Recipe, RunSpec, model_facts
+from .grid import finished
 
 # the latent model and the pixel models it is compared with (all of the N family: 4 blocks,
 # width 96): DiT-N/1 on the 4x4 latents and DiT-N/8 on the 32x32 pixels both see 16 tokens,
@@ -77,8 +78,7 @@ def label(result: dict) -> str:
 def grouped(results: list[dict]) -> dict[str, list[dict]]:
     """label -> its finished runs (latent first, then pixel models by Gflops)."""
     out: dict[str, list[dict]] = {}
-    finished = [r for r in results if r["checkpoints"] and r["checkpoints"][-1]["step"] == r["spec"]["steps"]]
-    for r in sorted(finished, key=lambda r: (not r["spec"].get("latent"), r["gflops"], r["spec"]["seed"])):
+    for r in sorted(finished(results), key=lambda r: (not r["spec"].get("latent"), r["gflops"], r["spec"]["seed"])):
         out.setdefault(label(r), []).append(r)
     return out
 

@@ -58,6 +58,7 @@ from minidit.models import DiT_models
 
 from . import cli, gpu_grid
 from .common import Recipe, RunSpec, model_facts
+from .grid import finished
 
 FAMILIES = ("P", "N", "T")
 PATCHES = (8, 4, 2)
@@ -131,11 +132,6 @@ def matched_specs(recipe: Recipe = RECIPE, seeds=SEEDS, pairs=MATCHED_PAIRS) -> 
 def grid_specs(models, recipe: Recipe = RECIPE, seeds=SEEDS) -> list[RunSpec]:
     """The list of RunSpecs of a grid: every model x seed, the same recipe for all."""
     return [recipe.spec(m, seed=s) for m in models for s in seeds]
-
-
-def finished(results: list[dict]) -> list[dict]:
-    """The runs that reached their last step (a diverged run stops early and has no final FID)."""
-    return [r for r in results if r["checkpoints"] and r["checkpoints"][-1]["step"] == r["spec"]["steps"]]
 
 
 def final_fids(results: list[dict]) -> dict[str, float]:
