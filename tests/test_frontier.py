@@ -2,6 +2,7 @@
 below P, the equal-compute specs, the CLI, and what the committed runs show."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,21 @@ def test_every_model_gets_the_reference_models_compute():
     assert specs[0].steps == 20000 and 200 < specs[-1].steps < 300
 
 
+def test_the_high_profile_gives_every_model_six_times_the_compute():
+    low = {(s.model, s.seed): s for s in frontier.frontier_specs()}
+    high = frontier.frontier_specs(frontier.HIGH_RECIPE, models=frontier.HIGH_MODELS)
+    assert [s.model for s in high] == [m for m in frontier.MODELS[1:] for _ in frontier.SEEDS]
+    for s in high:
+        g = common.model_facts(s)["gflops"]
+        ratio = training_compute_gflops(g, s.batch_size, s.steps) / training_compute_gflops(g, 64, low[s.model, s.seed].steps)
+        assert ratio == pytest.approx(6, rel=2e-3), s.model
+        # the same recipe apart from the length: checkpoints at 1/8, 1/4, 1/2 and the end of the run
+        assert s.checkpoints == (round(s.steps / 8), round(s.steps / 4), round(s.steps / 2), s.steps)
+        same = {k: v for k, v in s.to_json().items() if k not in ("steps", "checkpoints")}
+        assert same == {k: v for k, v in low[s.model, s.seed].to_json().items() if k not in ("steps", "checkpoints")}
+    assert high[0].steps == 64536 and 1500 < high[-1].steps < 1550   # F/4 and T/4
+
+
 def test_frontier_cli_smoke_and_report(tmp_path, capsys, pixel_features):
     results = frontier.main(["--smoke", "--seeds", "0", "--steps", "8", "--fid-samples", "40",
                              "--sampling-steps", "2", "--out", str(tmp_path)])
@@ -55,6 +71,14 @@ def test_frontier_cli_smoke_and_report(tmp_path, capsys, pixel_features):
     capsys.readouterr()
     again = frontier.main(["--report", "--out", str(tmp_path)])
     assert len(again) == 2 and "The compute-optimal model here" in capsys.readouterr().out
+    # --high: the smaller smoke pair at six times the compute, in a folder of its own
+    high = frontier.main(["--smoke", "--high", "--seeds", "0", "--fid-samples", "40", "--sampling-steps", "2",
+                          "--out", str(tmp_path / "high")])
+    gflops = {r["spec"]["model"]: r["gflops"] for r in results + high}
+    steps = {r["spec"]["model"]: r["spec"]["steps"] for r in high}
+    assert sorted(steps) == ["DiT-F/4", "DiT-P/4"]
+    target = 6 * frontier.SMOKE_RECIPE.steps * gflops["DiT-A/4"]
+    assert steps["DiT-P/4"] == round(target / gflops["DiT-P/4"])
 
 
 def test_the_committed_runs_show_a_compute_optimal_size_below_which_figure_9_holds():
@@ -86,3 +110,60 @@ def test_the_committed_runs_show_a_compute_optimal_size_below_which_figure_9_hol
 def test_the_small_families_have_no_8x8_patches(name):
     with pytest.raises(ValueError, match="unknown model"):
         get_model(name)
+
+
+def _profile(params, fids, compute):
+    return [dict(params=n, fid_mean=f, fid_std=0.0, compute=compute) for n, f in zip(params, fids)]
+
+
+def test_the_optimum_between_the_measured_sizes_is_the_parabolas_vertex():
+    # log FID exactly a parabola in log params with its bottom at n0: the fit must return n0
+    n0, sizes = 70_000.0, [20_000, 50_000, 180_000, 700_000]
+    fids = [30 * np.exp(0.8 * np.log(n / n0) ** 2) for n in sizes]
+    assert frontier.optimal_params(_profile(sizes, fids, 1000.0)) == pytest.approx(n0, rel=1e-9)
+    # the bottom at the edge of the measured sizes: no interior optimum
+    assert frontier.optimal_params(_profile(sizes, sorted(fids, reverse=True), 1000.0)) is None
+
+
+def test_the_optimums_growth_is_extrapolated_as_a_power_of_the_compute():
+    sizes = [20_000, 50_000, 180_000, 700_000, 2_000_000]
+
+    def profile_at(n0, compute):
+        return _profile(sizes, [30 * np.exp(0.8 * np.log(n / n0) ** 2) for n in sizes], compute)
+    # the optimum grows by 4x when the compute grows 16x: N* ~ C^0.5
+    low, high = profile_at(60_000.0, 1000.0), profile_at(240_000.0, 16000.0)
+    a, c = frontier.compute_for_params(low, high, 960_000.0)
+    assert a == pytest.approx(0.5, rel=1e-9)
+    assert c == pytest.approx(1000.0 * 16 ** 2, rel=1e-9)   # 16x the size -> 256x the compute
+    assert frontier.compute_for_params(high, low, 960_000.0) is None   # an optimum that shrank
+
+
+def test_with_six_times_the_compute_the_optimum_moves_to_a_larger_model(capsys):
+    high = load_results(frontier.RESULTS_HIGH)
+    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(frontier.HIGH_RECIPE, models=frontier.HIGH_MODELS)}
+    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in high} == expected
+    low_rows, rows = frontier.profile(load_results(frontier.RESULTS)), frontier.profile(high)
+    assert [r["model"] for r in rows] == list(frontier.HIGH_MODELS) and all(r["seeds"] == 2 for r in rows)
+
+    def worse(a, b):  # a's FID above b's by more than both seed spreads
+        return a["fid_mean"] - a["fid_std"] > b["fid_mean"] + b["fid_std"]
+    # at the higher compute the bottom is P/4, no longer F/4: F/4 -> P/4 now follows the paper's
+    # Figure 9 beyond the spreads, while P/4 -> N/4 -> T/4 stays inverted
+    by = {r["model"]: r for r in rows}
+    assert frontier.optimum(rows)["model"] == "DiT-P/4" and frontier.optimum(low_rows)["model"] == "DiT-F/4"
+    assert worse(by["DiT-F/4"], by["DiT-P/4"]) and worse(by["DiT-N/4"], by["DiT-P/4"])
+    assert worse(by["DiT-T/4"], by["DiT-N/4"]) and not frontier.tied_with_optimum(rows)
+    # every model is better with six times the compute; the smallest, the one that had started to
+    # run out of capacity, gains the least
+    before = {r["model"]: r["fid_mean"] for r in low_rows}
+    gains = [before[r["model"]] / r["fid_mean"] for r in rows]
+    assert all(g > 1 for g in gains) and min(gains) == gains[0]
+    # the optimum between the measured sizes grows with the compute, roughly as its square root
+    n_low, n_high = frontier.optimal_params(low_rows), frontier.optimal_params(rows)
+    assert 51_168 < n_low < 182_176 < n_high < 727_712
+    a, c_t4 = frontier.compute_for_params(low_rows, rows, rows[-1]["params"])
+    assert 0.3 < a < 0.8 and c_t4 > 10 * rows[-1]["compute"]
+    # --report prints both profiles and where the optimum went
+    frontier.main(["--report"])
+    out = capsys.readouterr().out
+    assert out.count("The compute-optimal model here") == 2 and "moves to DiT-P/4" in out

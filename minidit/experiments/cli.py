@@ -87,7 +87,7 @@ def run_and_report(specs: list[RunSpec], out: Path, summarize, desc: str, worker
 
 def study_main(argv, name: str, description: str, seeds: str, committed: Path, summarize, recipe: Recipe,
                smoke_recipe: Recipe, make_specs, desc: str) -> list[dict]:
-    """The whole command line of a study without flags of its own (``latent``, ``frontier``):
+    """The whole command line of a study without flags of its own (``latent``):
     ``--report`` prints the committed tables; otherwise ``make_specs(recipe, seeds, smoke)`` are
     run (those not cached yet) and reported."""
     args = build_parser(f"python -m minidit.experiments.{name}", description, seeds=seeds).parse_args(argv)

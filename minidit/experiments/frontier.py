@@ -18,17 +18,26 @@ trained to exactly the compute of 20,000 steps of DiT-A/4 (about 980 training Gf
 scaling recipe and its own full cosine schedule. FID is the scaling study's (500 samples, 25
 DDPM steps, the glyphs classifier's features).
 
+``--high`` measures the profile again at six times that compute (120,000 steps of DiT-A/4, about
+5,900 training Gflops) for F/4 to T/4, to see where the optimum goes when the compute grows. A/4 is
+left out there: it is already behind F/4 at the lower compute, and 120,000 steps of it would take
+the longest of all the runs (about 40 minutes).
+
     python -m minidit.experiments.frontier --smoke
-    python -m minidit.experiments.frontier --workers 2          # the committed runs
-    python -m minidit.experiments.frontier --report             # their table
+    python -m minidit.experiments.frontier --workers 2          # the committed runs (19 min, 2 cores)
+    python -m minidit.experiments.frontier --high --workers 2   # the 6x-compute runs (about 60 min)
+    python -m minidit.experiments.frontier --report             # both profiles
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from . import claims, cli, scaling
 from .common import Recipe, RunSpec, model_facts
+from .grid import load_results
 
 # smallest first; all of patch 4 (16 tokens), so only the model's size changes
 MODELS = ("DiT-A/4", "DiT-F/4", "DiT-P/4", "DiT-N/4", "DiT-T/4")
@@ -43,6 +52,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "frontier"
 RECIPE = dataclasses.replace(scaling.RECIPE, steps=20000, fractions=(0.125, 0.25, 0.5, 1.0), sweep_steps=())
 SMOKE_RECIPE = dataclasses.replace(scaling.SMOKE_RECIPE, steps=40, fractions=(0.5, 1.0), sweep_steps=())
 SMOKE_MODELS = ("DiT-A/4", "DiT-P/4")
+
+# the second profile (--high): six times the compute, the same recipe otherwise; no A/4
+HIGH = 6
+HIGH_RECIPE = dataclasses.replace(RECIPE, steps=HIGH * RECIPE.steps)
+HIGH_MODELS = MODELS[1:]
+SMOKE_HIGH_MODELS = ("DiT-F/4", "DiT-P/4")
+RESULTS_HIGH = RESULTS.parent / "frontier_high"
 
 
 def frontier_specs(recipe: Recipe = RECIPE, seeds=SEEDS, models=MODELS) -> list[RunSpec]:
@@ -75,14 +91,42 @@ def tied_with_optimum(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r is not best and r["fid_mean"] - r["fid_std"] <= best["fid_mean"] + best["fid_std"]]
 
 
+def optimal_params(rows: list[dict]) -> float | None:
+    """The parameter count at the bottom of the profile, between the measured sizes: the vertex of
+    the parabola through the best row and its two neighbours in log parameters vs log FID (how
+    Hoffmann et al., 2022, read the optimum off an IsoFLOP profile). None when the best row is the
+    smallest or the largest model: the bottom is then outside the measured range."""
+    i = rows.index(optimum(rows))
+    if i == 0 or i == len(rows) - 1:
+        return None
+    x = np.log([r["params"] for r in rows[i - 1:i + 2]])
+    y = np.log([r["fid_mean"] for r in rows[i - 1:i + 2]])
+    # y = a x^2 + b x + c through the three points; its minimum is at x* = -b / (2a)
+    a, b, _ = np.polyfit(x, y, 2)
+    return float(np.exp(-b / (2 * a)))
+
+
+def compute_for_params(low: list[dict], high: list[dict], params: float) -> tuple[float, float] | None:
+    """Extrapolate the optimum's growth: with N*(C) = N*(C_low) (C / C_low)^a through the optima of
+    two profiles, the exponent a and the training compute at which a model of ``params`` parameters
+    would be compute-optimal, C = C_low (params / N*(C_low))^(1/a). None if either optimum is
+    outside its profile or the optimum did not grow."""
+    n_low, n_high = optimal_params(low), optimal_params(high)
+    if n_low is None or n_high is None or n_high <= n_low:
+        return None
+    c_low, c_high = low[0]["compute"], high[0]["compute"]
+    a = np.log(n_high / n_low) / np.log(c_high / c_low)
+    return float(a), float(c_low * (params / n_low) ** (1 / a))
+
+
 def summarize(results: list[dict]) -> str:
     """Markdown: the IsoFLOP profile (one row per model) and where its minimum lies."""
     rows = profile(results)
     if not rows:
         return "(no results)"
     best = optimum(rows)
-    lines = [f"glyphs 16x16, the scaling recipe; every model trained to the compute of "
-             f"{RECIPE.steps:,} steps of {REFERENCE} with its own cosine schedule.", "",
+    lines = [f"glyphs 16x16, the scaling recipe; every model trained to {max(r['compute'] for r in rows):,.0f} "
+             f"training Gflops with its own cosine schedule.", "",
              "| model | params | MFLOPs | steps | training Gflops | train s | FID | class accuracy |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -96,11 +140,51 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def shift(low: list[dict], high: list[dict]) -> str:
+    """One sentence: the compute-optimal model of each profile (the rows of ``profile``)."""
+    a, b = optimum(low), optimum(high)
+    verb = "stays at" if a["model"] == b["model"] else "moves to"
+    text = (f"The compute-optimal model {verb} {b['model']} ({b['params']:,} parameters) at "
+            f"{b['compute']:,.0f} training Gflops, from {a['model']} ({a['params']:,}) at {a['compute']:,.0f}.")
+    n_low, n_high = optimal_params(low), optimal_params(high)
+    if n_low is not None and n_high is not None:
+        text += (f" The parabola through the three sizes around each bottom puts the optimum at about "
+                 f"{n_low / 1e3:,.0f}K and {n_high / 1e3:,.0f}K parameters.")
+        largest = high[-1]
+        grows = compute_for_params(low, high, largest["params"])
+        if grows is not None:
+            text += (f" Growing as C^{grows[0]:.2f}, it would reach {largest['model']} ({largest['params']:,}) at about "
+                     f"{grows[1]:,.0f} training Gflops ({grows[1] / largest['compute']:,.0f} times the higher compute).")
+    return text
+
+
+def report_both(results: list[dict]) -> str:
+    """``--report`` without ``--out``: the committed profile at each compute, and how its optimum moved."""
+    high = load_results(RESULTS_HIGH)
+    text = summarize(results)
+    if high and results:
+        text += "\n\n" + summarize(high) + "\n\n" + shift(profile(results), profile(high))
+    return text
+
+
 def main(argv=None) -> list[dict]:
-    return cli.study_main(argv, "frontier", "the compute-optimal frontier: five model sizes at one training compute",
-                          "0,1", RESULTS, summarize, RECIPE, SMOKE_RECIPE, desc="frontier",
-                          make_specs=lambda recipe, seeds, smoke: frontier_specs(
-                              recipe, seeds=seeds, models=SMOKE_MODELS if smoke else MODELS))
+    p = cli.build_parser("python -m minidit.experiments.frontier",
+                         "the compute-optimal frontier: model sizes of patch 4 at one training compute", seeds="0,1")
+    p.add_argument("--high", action="store_true", help="the profile at six times the compute (DiT-F/4 to DiT-T/4; "
+                   "about 60 minutes on 2 cores)")
+    args = p.parse_args(argv)
+    if args.report:
+        if args.out:
+            return cli.report(args, RESULTS, summarize)
+        return cli.report(args, RESULTS_HIGH if args.high else RESULTS, summarize if args.high else report_both)
+    smoke, out = cli.start(args, "frontier-high" if args.high else "frontier")
+    if args.high:
+        recipe, models = (dataclasses.replace(SMOKE_RECIPE, steps=HIGH * SMOKE_RECIPE.steps), SMOKE_HIGH_MODELS) \
+            if smoke else (HIGH_RECIPE, HIGH_MODELS)
+    else:
+        recipe, models = (SMOKE_RECIPE, SMOKE_MODELS) if smoke else (RECIPE, MODELS)
+    specs = frontier_specs(cli.recipe_from_args(args, recipe), seeds=cli.seeds_of(args), models=models)
+    return cli.run_and_report(specs, out, summarize, desc="frontier", workers=args.workers)
 
 
 if __name__ == "__main__":
