@@ -128,31 +128,47 @@ def latent_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def frontier_table(results: list[dict]) -> str:
-    """The IsoFLOP profile: one row per model size at one training compute (seed means)."""
+def frontier_table(results: list[dict], high: list[dict]) -> str:
+    """The IsoFLOP profiles: one row per model size, its steps and FID at each of the two training
+    computes (seed means; the optimum of each compute in bold)."""
     rows = frontier.profile(results)
     if not rows:
         return "(no committed frontier results)"
-    best = frontier.optimum(rows)
-    lines = ["| model (depth / width) | parameters | MFLOPs per image | steps | final FID | class accuracy |",
-             "|---|---|---|---|---|---|"]
+    at_high = {r["model"]: r for r in frontier.profile(high)}
+    computes = [rows[0]["compute"]] + ([max(r["compute"] for r in at_high.values())] if at_high else [])
+    best = [frontier.optimum(rows)["model"]] + ([frontier.optimum(list(at_high.values()))["model"]] if at_high else [])
+    head = "| model (depth / width) | parameters | MFLOPs per image |"
+    for c in computes:
+        head += f" steps at {c:,.0f} Gflops | FID at {c:,.0f} Gflops |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(computes))]
+
+    def cells(r, bold):
+        if r is None:
+            return " – | – |"
+        fid = f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f}"
+        return f" {r['steps']:,} | {f'**{fid}**' if bold else fid} |"
     for r in rows:
         depth, width, _ = FAMILIES[r["model"].split("-")[1].split("/")[0]]
-        name = f"**{r['model']}**" if r is best else r["model"]
-        lines.append(f"| {name} ({depth} / {width}) | {r['params']:,} | {r['gflops'] * 1e3:.2f} | {r['steps']:,} | "
-                     f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f} | {r['acc_mean']:.2f} ± {r['acc_std']:.2f} |")
-    lines += ["", f"Every model trained to {rows[0]['compute']:,.0f} training Gflops (the compute of "
-                  f"{frontier.RECIPE.steps:,} steps of {frontier.REFERENCE}), mean ± std of "
-                  f"{'/'.join(map(str, sorted({r['seeds'] for r in rows})))} seeds. The lowest FID, in bold, "
-                  f"is the compute-optimal size at this compute"
-                  + "".join(f"; {r['model']} is within the seed spreads of it" for r in frontier.tied_with_optimum(rows))
-                  + "."]
+        line = f"| {r['model']} ({depth} / {width}) | {r['params']:,} | {r['gflops'] * 1e3:.2f} |" + cells(r, r["model"] == best[0])
+        if at_high:
+            line += cells(at_high.get(r["model"]), r["model"] == best[1])
+        lines.append(line)
+    seeds = sorted({r["seeds"] for r in rows + list(at_high.values())})
+    ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
+            for rs in (rows, list(at_high.values())) if rs for r in frontier.tied_with_optimum(rs)]
+    lines += ["", f"{computes[0]:,.0f} training Gflops are the compute of {frontier.RECIPE.steps:,} steps of {frontier.REFERENCE}"
+                  + (f", {computes[1]:,.0f} that of {frontier.HIGH_RECIPE.steps:,}" if at_high else "")
+                  + f"; every model trained with its own cosine schedule, final FID mean ± std of "
+                  f"{'/'.join(map(str, seeds))} seeds. In bold, the lowest FID at each compute: the compute-optimal size"
+                  + "".join(f"; {t}" for t in ties) + "."]
+    if at_high:
+        lines[-1] += f" {frontier.REFERENCE} is not run at the higher compute."
     return "\n".join(lines)
 
 
 def tables() -> dict[str, str]:
     return {"scaling": scaling_table(load_results(scaling.RESULTS), load_results(scaling.RESULTS_MATCHED)),
-            "frontier": frontier_table(load_results(frontier.RESULTS)),
+            "frontier": frontier_table(load_results(frontier.RESULTS), load_results(frontier.RESULTS_HIGH)),
             "ablation": ablation_table(load_results(ablation.RESULTS)),
             "latent": latent_table(load_results(latent.RESULTS))}
 
