@@ -25,7 +25,7 @@ the longest of all the runs (about 40 minutes).
 
     python -m minidit.experiments.frontier --smoke
     python -m minidit.experiments.frontier --workers 2          # the committed runs (19 min, 2 cores)
-    python -m minidit.experiments.frontier --high --workers 2   # the 6x-compute runs (about 60 min)
+    python -m minidit.experiments.frontier --high --workers 2   # the 6x-compute runs (55 min, 2 cores)
     python -m minidit.experiments.frontier --report             # both profiles
 """
 from __future__ import annotations
@@ -115,6 +115,7 @@ def compute_for_params(low: list[dict], high: list[dict], params: float) -> tupl
     if n_low is None or n_high is None or n_high <= n_low:
         return None
     c_low, c_high = low[0]["compute"], high[0]["compute"]
+    # N*(C_high) / N*(C_low) = (C_high / C_low)^a
     a = np.log(n_high / n_low) / np.log(c_high / c_low)
     return float(a), float(c_low * (params / n_low) ** (1 / a))
 
@@ -153,8 +154,9 @@ def shift(low: list[dict], high: list[dict]) -> str:
         largest = high[-1]
         grows = compute_for_params(low, high, largest["params"])
         if grows is not None:
+            c = float(f"{grows[1]:.2g}")    # an extrapolation: two significant digits at most
             text += (f" Growing as C^{grows[0]:.2f}, it would reach {largest['model']} ({largest['params']:,}) at about "
-                     f"{grows[1]:,.0f} training Gflops ({grows[1] / largest['compute']:,.0f} times the higher compute).")
+                     f"{c:,.0f} training Gflops ({grows[1] / largest['compute']:,.0f} times the higher compute).")
     return text
 
 
@@ -171,7 +173,7 @@ def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.frontier",
                          "the compute-optimal frontier: model sizes of patch 4 at one training compute", seeds="0,1")
     p.add_argument("--high", action="store_true", help="the profile at six times the compute (DiT-F/4 to DiT-T/4; "
-                   "about 60 minutes on 2 cores)")
+                   "55 minutes on 2 cores)")
     args = p.parse_args(argv)
     if args.report:
         if args.out:
