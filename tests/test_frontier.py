@@ -49,8 +49,8 @@ def test_every_model_gets_the_reference_models_compute():
 
 def test_the_high_profile_gives_every_model_six_times_the_compute():
     low = {(s.model, s.seed): s for s in frontier.frontier_specs()}
-    high = frontier.frontier_specs(frontier.HIGH_RECIPE, models=frontier.HIGH_MODELS)
-    assert [s.model for s in high] == [m for m in frontier.MODELS[1:] for _ in frontier.SEEDS]
+    high = frontier.frontier_specs(frontier.HIGH_RECIPE, frontier.HIGH_SEEDS, frontier.HIGH_MODELS)
+    assert [s.model for s in high] == [m for m in frontier.MODELS[1:] for _ in frontier.HIGH_SEEDS]
     for s in high:
         g = common.model_facts(s)["gflops"]
         ratio = training_compute_gflops(g, s.batch_size, s.steps) / training_compute_gflops(g, 64, low[s.model, s.seed].steps)
@@ -86,7 +86,7 @@ def test_the_committed_runs_show_a_compute_optimal_size_below_which_figure_9_hol
     expected = {s.key(): s.to_json() for s in frontier.frontier_specs()}
     assert {RunSpec(**r["spec"]).key(): r["spec"] for r in results} == expected
     rows = frontier.profile(results)
-    assert [r["model"] for r in rows] == list(frontier.MODELS) and all(r["seeds"] == 2 for r in rows)
+    assert [r["model"] for r in rows] == list(frontier.MODELS) and all(r["seeds"] == 3 for r in rows)
     best = frontier.optimum(rows)
     i = rows.index(best)
     fid = [r["fid_mean"] for r in rows]
@@ -140,7 +140,8 @@ def test_the_optimums_growth_is_extrapolated_as_a_power_of_the_compute():
 
 def test_with_six_times_the_compute_the_optimum_moves_to_a_larger_model(capsys):
     high = load_results(frontier.RESULTS_HIGH)
-    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(frontier.HIGH_RECIPE, models=frontier.HIGH_MODELS)}
+    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(frontier.HIGH_RECIPE, frontier.HIGH_SEEDS,
+                                                                       frontier.HIGH_MODELS)}
     assert {RunSpec(**r["spec"]).key(): r["spec"] for r in high} == expected
     low_rows, rows = frontier.profile(load_results(frontier.RESULTS)), frontier.profile(high)
     assert [r["model"] for r in rows] == list(frontier.HIGH_MODELS) and all(r["seeds"] == 2 for r in rows)
