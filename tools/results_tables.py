@@ -153,13 +153,13 @@ def frontier_table(results: list[dict], high: list[dict]) -> str:
         if at_high:
             line += cells(at_high.get(r["model"]), r["model"] == best[1])
         lines.append(line)
-    seeds = sorted({r["seeds"] for r in rows + list(at_high.values())})
+    seeds = [min(r["seeds"] for r in rs) for rs in (rows, list(at_high.values())) if rs]
     ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
             for rs in (rows, list(at_high.values())) if rs for r in frontier.tied_with_optimum(rs)]
     lines += ["", f"{computes[0]:,.0f} training Gflops are the compute of {frontier.RECIPE.steps:,} steps of {frontier.REFERENCE}"
                   + (f", {computes[1]:,.0f} that of {frontier.HIGH_RECIPE.steps:,}" if at_high else "")
                   + f"; every model trained with its own cosine schedule, final FID mean ± std of "
-                  f"{'/'.join(map(str, seeds))} seeds. In bold, the lowest FID at each compute: the compute-optimal size"
+                  f"{' and '.join(f'{n} seeds at {c:,.0f}' for n, c in zip(seeds, computes))}. In bold, the lowest FID at each compute: the compute-optimal size"
                   + "".join(f"; {t}" for t in ties) + "."]
     if at_high:
         lines[-1] += f" {frontier.REFERENCE} is not run at the higher compute."
