@@ -83,16 +83,3 @@ def run_and_report(specs: list[RunSpec], out: Path, summarize, desc: str, worker
     print(summarize(results))
     print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
     return results
-
-
-def study_main(argv, name: str, description: str, seeds: str, committed: Path, summarize, recipe: Recipe,
-               smoke_recipe: Recipe, make_specs, desc: str) -> list[dict]:
-    """The whole command line of a study without flags of its own (``latent``):
-    ``--report`` prints the committed tables; otherwise ``make_specs(recipe, seeds, smoke)`` are
-    run (those not cached yet) and reported."""
-    args = build_parser(f"python -m minidit.experiments.{name}", description, seeds=seeds).parse_args(argv)
-    if args.report:
-        return report(args, committed, summarize)
-    smoke, out = start(args, name)
-    specs = make_specs(recipe_from_args(args, smoke_recipe if smoke else recipe), seeds_of(args), smoke)
-    return run_and_report(specs, out, summarize, desc=desc, workers=args.workers)

@@ -122,9 +122,15 @@ def summarize(results: list[dict]) -> str:
 
 
 def main(argv=None) -> list[dict]:
-    return cli.study_main(argv, "latent", "latent vs pixel DiT on 32x32 shapes at equal training compute", "0,1",
-                          RESULTS, summarize, RECIPE, SMOKE_RECIPE, desc="latent vs pixel",
-                          make_specs=lambda recipe, seeds, smoke: equal_compute_specs(recipe, seeds=seeds))
+    p = cli.build_parser("python -m minidit.experiments.latent",
+                         "latent vs pixel DiT on 32x32 shapes at equal training compute", seeds="0,1")
+    args = p.parse_args(argv)
+    if args.report:
+        return cli.report(args, RESULTS, summarize)
+    smoke, out = cli.start(args, "latent")
+    recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
+    specs = equal_compute_specs(recipe, seeds=cli.seeds_of(args))
+    return cli.run_and_report(specs, out, summarize, desc="latent vs pixel", workers=args.workers)
 
 
 if __name__ == "__main__":
