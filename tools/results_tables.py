@@ -129,40 +129,38 @@ def latent_table(results: list[dict]) -> str:
 
 
 def frontier_table(results: list[dict], high: list[dict]) -> str:
-    """The IsoFLOP profiles: one row per model size, its steps and FID at each of the two training
-    computes (seed means; the optimum of each compute in bold)."""
+    """The IsoFLOP profiles: one row per model size, its steps and FID at each training compute
+    (seed means; the optimum of each compute in bold). ``high`` may be empty."""
     rows = frontier.profile(results)
     if not rows:
         return "(no committed frontier results)"
-    at_high = {r["model"]: r for r in frontier.profile(high)}
-    computes = [rows[0]["compute"]] + ([max(r["compute"] for r in at_high.values())] if at_high else [])
-    best = [frontier.optimum(rows)["model"]] + ([frontier.optimum(list(at_high.values()))["model"]] if at_high else [])
-    head = "| model (depth / width) | parameters | MFLOPs per image |"
-    for c in computes:
-        head += f" steps at {c:,.0f} Gflops | FID at {c:,.0f} Gflops |"
-    lines = [head, "|" + "---|" * (3 + 2 * len(computes))]
-
-    def cells(r, bold):
-        if r is None:
-            return " – | – |"
-        fid = f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f}"
-        return f" {r['steps']:,} | {f'**{fid}**' if bold else fid} |"
+    profiles = [p for p in (rows, frontier.profile(high)) if p]
+    by_model = [{r["model"]: r for r in p} for p in profiles]
+    computes = [max(r["compute"] for r in p) for p in profiles]
+    best = [frontier.optimum(p) for p in profiles]
+    lines = ["| model (depth / width) | parameters | MFLOPs per image |"
+             + "".join(f" steps at {c:,.0f} Gflops | FID at {c:,.0f} Gflops |" for c in computes),
+             "|" + "---|" * (3 + 2 * len(computes))]
     for r in rows:
         depth, width, _ = FAMILIES[r["model"].split("-")[1].split("/")[0]]
-        line = f"| {r['model']} ({depth} / {width}) | {r['params']:,} | {r['gflops'] * 1e3:.2f} |" + cells(r, r["model"] == best[0])
-        if at_high:
-            line += cells(at_high.get(r["model"]), r["model"] == best[1])
+        line = f"| {r['model']} ({depth} / {width}) | {r['params']:,} | {r['gflops'] * 1e3:.2f} |"
+        for at, b in zip(by_model, best):
+            x = at.get(r["model"])
+            if x is None:        # a model not run at this compute
+                line += " – | – |"
+                continue
+            fid = f"{x['fid_mean']:.1f} ± {x['fid_std']:.1f}"
+            line += f" {x['steps']:,} | {f'**{fid}**' if x is b else fid} |"
         lines.append(line)
-    seeds = [min(r["seeds"] for r in rs) for rs in (rows, list(at_high.values())) if rs]
+    seeds = [min(r["seeds"] for r in p) for p in profiles]
     ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
-            for rs in (rows, list(at_high.values())) if rs for r in frontier.tied_with_optimum(rs)]
+            for p in profiles for r in frontier.tied_with_optimum(p)]
     lines += ["", f"{computes[0]:,.0f} training Gflops are the compute of {frontier.RECIPE.steps:,} steps of {frontier.REFERENCE}"
-                  + (f", {computes[1]:,.0f} that of {frontier.HIGH_RECIPE.steps:,}" if at_high else "")
+                  + (f", {computes[1]:,.0f} that of {frontier.HIGH_RECIPE.steps:,}" if len(profiles) > 1 else "")
                   + f"; every model trained with its own cosine schedule, final FID mean ± std of "
                   f"{' and '.join(f'{n} seeds at {c:,.0f}' for n, c in zip(seeds, computes))}. In bold, the lowest FID at each compute: the compute-optimal size"
-                  + "".join(f"; {t}" for t in ties) + "."]
-    if at_high:
-        lines[-1] += f" {frontier.REFERENCE} is not run at the higher compute."
+                  + "".join(f"; {t}" for t in ties) + "."
+                  + (f" {frontier.REFERENCE} is not run at the higher compute." if len(profiles) > 1 else "")]
     return "\n".join(lines)
 
 

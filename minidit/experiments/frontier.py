@@ -58,6 +58,7 @@ HIGH = 6
 HIGH_RECIPE = dataclasses.replace(RECIPE, steps=HIGH * RECIPE.steps)
 HIGH_MODELS = MODELS[1:]
 HIGH_SEEDS = (0, 1)
+SMOKE_HIGH_RECIPE = dataclasses.replace(SMOKE_RECIPE, steps=HIGH * SMOKE_RECIPE.steps)
 SMOKE_HIGH_MODELS = ("DiT-F/4", "DiT-P/4")
 RESULTS_HIGH = RESULTS.parent / "frontier_high"
 
@@ -178,16 +179,14 @@ def main(argv=None) -> list[dict]:
     p.set_defaults(seeds=None)   # the default depends on --high: SEEDS, or HIGH_SEEDS
     args = p.parse_args(argv)
     seeds = cli.seeds_of(args) if args.seeds else (HIGH_SEEDS if args.high else SEEDS)
-    if args.report:
-        if args.out:
-            return cli.report(args, RESULTS, summarize)
-        return cli.report(args, RESULTS_HIGH if args.high else RESULTS, summarize if args.high else report_both)
+    if args.report:   # one folder's profile (--out DIR, or --high), else both committed profiles
+        return cli.report(args, RESULTS_HIGH if args.high else RESULTS,
+                          summarize if args.out or args.high else report_both)
     smoke, out = cli.start(args, "frontier-high" if args.high else "frontier")
-    if args.high:
-        recipe, models = (dataclasses.replace(SMOKE_RECIPE, steps=HIGH * SMOKE_RECIPE.steps), SMOKE_HIGH_MODELS) \
-            if smoke else (HIGH_RECIPE, HIGH_MODELS)
+    if smoke:
+        recipe, models = (SMOKE_HIGH_RECIPE, SMOKE_HIGH_MODELS) if args.high else (SMOKE_RECIPE, SMOKE_MODELS)
     else:
-        recipe, models = (SMOKE_RECIPE, SMOKE_MODELS) if smoke else (RECIPE, MODELS)
+        recipe, models = (HIGH_RECIPE, HIGH_MODELS) if args.high else (RECIPE, MODELS)
     specs = frontier_specs(cli.recipe_from_args(args, recipe), seeds=seeds, models=models)
     return cli.run_and_report(specs, out, summarize, desc="frontier", workers=args.workers)
 
