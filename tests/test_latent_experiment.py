@@ -111,6 +111,26 @@ def test_latent_run_trains_on_latents_and_measures_decoded_samples(fake_tiny_vae
     assert again["checkpoints"][0]["fid"] == result["checkpoints"][0]["fid"]
 
 
+def test_the_study_command_trains_every_space_at_equal_compute_and_reports(fake_tiny_vae, tmp_path, capsys):
+    argv = ["--smoke", "--seeds", "0", "--steps", "4", "--fid-samples", "20", "--sampling-steps", "2", "--out", str(tmp_path)]
+    results = latent.main(argv)
+    assert sorted(latent.label(r) for r in results) == ["DiT-N/1 latent", "DiT-N/4 pixel", "DiT-N/8 pixel"]
+    steps = {latent.label(r): r["spec"]["steps"] for r in results}
+    g = {latent.label(r): r["gflops"] for r in results}
+    assert steps["DiT-N/1 latent"] == 4
+    for name in ("DiT-N/4 pixel", "DiT-N/8 pixel"):   # the latent run's compute, to the nearest step
+        assert steps[name] == max(2, round(4 * g["DiT-N/1 latent"] / g[name]))
+    first = capsys.readouterr().out
+    assert "| DiT-N/1 latent | 16 |" in first and "3 runs in" in first
+    # cached: a second run trains nothing, and --report prints the same table
+    assert [r["train_seconds"] for r in latent.main(argv)] == [r["train_seconds"] for r in results]
+    capsys.readouterr()
+    latent.main(["--report", "--out", str(tmp_path)])
+    assert capsys.readouterr().out.strip() == latent.summarize(results).strip()
+    # without --out, --report reads the committed study
+    assert len(latent.main(["--report"])) == len(grid.load_results(latent.RESULTS)) > 0
+
+
 def test_rendered_data_is_the_same_tensor_whether_rendered_or_read_back(tmp_path, monkeypatch):
     """A run that renders the data and a run that finds the file must train on identical tensors,
     strides included: a strided tensor goes through other kernels, and a grid's first runs (which
