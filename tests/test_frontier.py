@@ -33,7 +33,7 @@ def test_the_families_below_pico_are_what_their_names_say():
 
 def test_every_model_gets_the_reference_models_compute():
     specs = frontier.frontier_specs()
-    assert [s.model for s in specs] == [m for m in frontier.MODELS for _ in frontier.SEEDS]
+    assert [s.model for s in specs] == [m for m in frontier.MODELS for _ in frontier.PROFILE[1].seeds]
     gflops = {m: common.model_facts(frontier.RECIPE.spec(m))["gflops"] for m in frontier.MODELS}
     assert list(gflops.values()) == sorted(gflops.values())   # smallest model first
     target = training_compute_gflops(gflops[frontier.REFERENCE], 64, frontier.RECIPE.steps)
@@ -47,19 +47,23 @@ def test_every_model_gets_the_reference_models_compute():
     assert specs[0].steps == 20000 and 200 < specs[-1].steps < 300
 
 
-def test_the_high_profile_gives_every_model_six_times_the_compute():
+@pytest.mark.parametrize("times, first, last", [(6, ("DiT-F/4", 64536), ("DiT-T/4", 1527)),
+                                                (36, ("DiT-P/4", 103991), ("DiT-T/4", 9162))])
+def test_the_larger_profiles_give_every_model_a_multiple_of_the_compute(times, first, last):
     low = {(s.model, s.seed): s for s in frontier.frontier_specs()}
-    high = frontier.frontier_specs(frontier.HIGH_RECIPE, frontier.HIGH_SEEDS, frontier.HIGH_MODELS)
-    assert [s.model for s in high] == [m for m in frontier.MODELS[1:] for _ in frontier.HIGH_SEEDS]
+    prof = frontier.PROFILE[times]
+    high = frontier.frontier_specs(prof.recipe(), prof.seeds, prof.models)
+    assert [s.model for s in high] == [m for m in prof.models for _ in prof.seeds]
     for s in high:
         g = common.model_facts(s)["gflops"]
         ratio = training_compute_gflops(g, s.batch_size, s.steps) / training_compute_gflops(g, 64, low[s.model, s.seed].steps)
-        assert ratio == pytest.approx(6, rel=2e-3), s.model
+        assert ratio == pytest.approx(times, rel=2e-3), s.model
         # the same recipe apart from the length: checkpoints at 1/8, 1/4, 1/2 and the end of the run
         assert s.checkpoints == (round(s.steps / 8), round(s.steps / 4), round(s.steps / 2), s.steps)
         same = {k: v for k, v in s.to_json().items() if k not in ("steps", "checkpoints")}
         assert same == {k: v for k, v in low[s.model, s.seed].to_json().items() if k not in ("steps", "checkpoints")}
-    assert high[0].steps == 64536 and 1500 < high[-1].steps < 1550   # F/4 and T/4
+    assert (high[0].model, high[0].steps) == first and (high[-1].model, high[-1].steps) == last
+    assert prof.results.name == f"frontier_{times}x"
 
 
 def test_frontier_cli_smoke_and_report(tmp_path, capsys, pixel_features):
@@ -71,8 +75,8 @@ def test_frontier_cli_smoke_and_report(tmp_path, capsys, pixel_features):
     capsys.readouterr()
     again = frontier.main(["--report", "--out", str(tmp_path)])
     assert len(again) == 2 and "The compute-optimal model here" in capsys.readouterr().out
-    # --high: the smaller smoke pair at six times the compute, in a folder of its own
-    high = frontier.main(["--smoke", "--high", "--seeds", "0", "--fid-samples", "40", "--sampling-steps", "2",
+    # --times 6: the smaller smoke pair at six times the compute, in a folder of its own
+    high = frontier.main(["--smoke", "--times", "6", "--seeds", "0", "--fid-samples", "40", "--sampling-steps", "2",
                           "--out", str(tmp_path / "high")])
     gflops = {r["spec"]["model"]: r["gflops"] for r in results + high}
     steps = {r["spec"]["model"]: r["spec"]["steps"] for r in high}
@@ -82,11 +86,7 @@ def test_frontier_cli_smoke_and_report(tmp_path, capsys, pixel_features):
 
 
 def test_the_committed_runs_show_a_compute_optimal_size_below_which_figure_9_holds():
-    results = load_results(frontier.RESULTS)
-    expected = {s.key(): s.to_json() for s in frontier.frontier_specs()}
-    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in results} == expected
-    rows = frontier.profile(results)
-    assert [r["model"] for r in rows] == list(frontier.MODELS) and all(r["seeds"] == 3 for r in rows)
+    rows = committed_profile(1)
     best = frontier.optimum(rows)
     i = rows.index(best)
     fid = [r["fid_mean"] for r in rows]
@@ -95,8 +95,6 @@ def test_the_committed_runs_show_a_compute_optimal_size_below_which_figure_9_hol
     assert 0 < i < len(rows) - 1
     assert fid[:i + 1] == sorted(fid[:i + 1], reverse=True) and fid[i:] == sorted(fid[i:])
 
-    def worse(a, b):  # a's FID above b's by more than both seed spreads
-        return a["fid_mean"] - a["fid_std"] > b["fid_mean"] + b["fid_std"]
     # below the optimum a larger model is better at equal compute (the paper's Figure 9), beyond
     # the spreads; above it a smaller one is, the scaling grid's compute-matched verdict
     assert worse(rows[0], best) and worse(rows[i - 1], best)
@@ -130,24 +128,44 @@ def test_the_optimums_growth_is_extrapolated_as_a_power_of_the_compute():
 
     def profile_at(n0, compute):
         return _profile(sizes, [30 * np.exp(0.8 * np.log(n / n0) ** 2) for n in sizes], compute)
-    # the optimum grows by 4x when the compute grows 16x: N* ~ C^0.5
-    low, high = profile_at(60_000.0, 1000.0), profile_at(240_000.0, 16000.0)
-    a, c = frontier.compute_for_params(low, high, 960_000.0)
+    # the optimum grows by 4x whenever the compute grows 16x: N* ~ C^0.5
+    low, mid, high = profile_at(60_000.0, 1000.0), profile_at(240_000.0, 16000.0), profile_at(960_000.0, 256000.0)
+    a, k = frontier.optimum_growth([low, mid])
+    assert a == pytest.approx(0.5, rel=1e-9) and k * 256000.0 ** a == pytest.approx(960_000.0, rel=1e-9)
+    a, c = frontier.compute_for_params([low, mid], 960_000.0)
     assert a == pytest.approx(0.5, rel=1e-9)
     assert c == pytest.approx(1000.0 * 16 ** 2, rel=1e-9)   # 16x the size -> 256x the compute
-    assert frontier.compute_for_params(high, low, 960_000.0) is None   # an optimum that shrank
+    # through three points on the law the least-squares line is the law itself
+    a, c = frontier.compute_for_params([low, mid, high], 3_840_000.0)
+    assert a == pytest.approx(0.5, rel=1e-9) and c == pytest.approx(1000.0 * 64 ** 2, rel=1e-9)
+    # off the law, the fit is the least-squares line in log-log: the middle optimum 2x too large
+    # lifts the line by log(2) / 3 at every compute and leaves its slope alone
+    a, k = frontier.optimum_growth([low, profile_at(480_000.0, 16000.0), high])
+    assert a == pytest.approx(0.5, rel=1e-6) and k * 1000.0 ** 0.5 == pytest.approx(60_000.0 * 2 ** (1 / 3), rel=1e-6)
+    shrank = [profile_at(240_000.0, 1000.0), profile_at(60_000.0, 16000.0)]
+    assert frontier.optimum_growth(shrank) is None                      # an optimum that shrank
+    assert frontier.optimum_growth([low]) is None                       # one profile: no growth
+    edge = _profile(sizes, sorted([30.0, 20.0, 10.0, 5.0, 2.0], reverse=True), 4000.0)
+    assert frontier.optimum_growth([low, edge]) is None                 # a bottom outside its profile
 
 
-def test_with_six_times_the_compute_the_optimum_moves_to_a_larger_model(capsys):
-    high = load_results(frontier.RESULTS_HIGH)
-    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(frontier.HIGH_RECIPE, frontier.HIGH_SEEDS,
-                                                                       frontier.HIGH_MODELS)}
-    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in high} == expected
-    low_rows, rows = frontier.profile(load_results(frontier.RESULTS)), frontier.profile(high)
-    assert [r["model"] for r in rows] == list(frontier.HIGH_MODELS) and all(r["seeds"] == 2 for r in rows)
+def committed_profile(times: int) -> list[dict]:
+    """The committed runs of one profile, checked to be exactly its specs, as ``profile`` rows."""
+    prof = frontier.PROFILE[times]
+    results = load_results(prof.results)
+    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(prof.recipe(), prof.seeds, prof.models)}
+    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in results} == expected
+    rows = frontier.profile(results)
+    assert [r["model"] for r in rows] == list(prof.models) and all(r["seeds"] == len(prof.seeds) for r in rows)
+    return rows
 
-    def worse(a, b):  # a's FID above b's by more than both seed spreads
-        return a["fid_mean"] - a["fid_std"] > b["fid_mean"] + b["fid_std"]
+
+def worse(a, b):  # a's FID above b's by more than both seed spreads
+    return a["fid_mean"] - a["fid_std"] > b["fid_mean"] + b["fid_std"]
+
+
+def test_with_six_times_the_compute_the_optimum_moves_to_a_larger_model():
+    low_rows, rows = committed_profile(1), committed_profile(6)
     # at the higher compute the bottom is P/4, no longer F/4: F/4 -> P/4 now follows the paper's
     # Figure 9 beyond the spreads, while P/4 -> N/4 -> T/4 stays inverted
     by = {r["model"]: r for r in rows}
@@ -162,9 +180,5 @@ def test_with_six_times_the_compute_the_optimum_moves_to_a_larger_model(capsys):
     # the optimum between the measured sizes grows with the compute, roughly as its square root
     n_low, n_high = frontier.optimal_params(low_rows), frontier.optimal_params(rows)
     assert 51_168 < n_low < 182_176 < n_high < 727_712
-    a, c_t4 = frontier.compute_for_params(low_rows, rows, rows[-1]["params"])
+    a, c_t4 = frontier.compute_for_params([low_rows, rows], rows[-1]["params"])
     assert 0.3 < a < 0.8 and c_t4 > 10 * rows[-1]["compute"]
-    # --report prints both profiles and where the optimum went
-    frontier.main(["--report"])
-    out = capsys.readouterr().out
-    assert out.count("The compute-optimal model here") == 2 and "moves to DiT-P/4" in out

@@ -128,20 +128,21 @@ def latent_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def frontier_table(results: list[dict], high: list[dict]) -> str:
+def frontier_table(results: list[list[dict]]) -> str:
     """The IsoFLOP profiles: one row per model size, its steps and FID at each training compute
-    (seed means; the optimum of each compute in bold). ``high`` may be empty."""
-    rows = frontier.profile(results)
-    if not rows:
+    (seed means; the optimum of each compute in bold). ``results`` holds the runs of each of
+    frontier.PROFILES; a profile without runs is left out."""
+    ran = [(prof, r) for prof, r in zip(frontier.PROFILES, results) if r]
+    profiles = [frontier.profile(r) for _, r in ran]
+    if not profiles:
         return "(no committed frontier results)"
-    profiles = [p for p in (rows, frontier.profile(high)) if p]
     by_model = [{r["model"]: r for r in p} for p in profiles]
     computes = [max(r["compute"] for r in p) for p in profiles]
     best = [frontier.optimum(p) for p in profiles]
     lines = ["| model (depth / width) | parameters | MFLOPs per image |"
              + "".join(f" steps at {c:,.0f} Gflops | FID at {c:,.0f} Gflops |" for c in computes),
              "|" + "---|" * (3 + 2 * len(computes))]
-    for r in rows:
+    for r in profiles[0]:
         depth, width, _ = FAMILIES[r["model"].split("-")[1].split("/")[0]]
         line = f"| {r['model']} ({depth} / {width}) | {r['params']:,} | {r['gflops'] * 1e3:.2f} |"
         for at, b in zip(by_model, best):
@@ -149,24 +150,24 @@ def frontier_table(results: list[dict], high: list[dict]) -> str:
             if x is None:        # a model not run at this compute
                 line += " – | – |"
                 continue
-            fid = f"{x['fid_mean']:.1f} ± {x['fid_std']:.1f}"
+            fid = frontier.fid_text(x)
             line += f" {x['steps']:,} | {f'**{fid}**' if x is b else fid} |"
         lines.append(line)
     seeds = [min(r["seeds"] for r in p) for p in profiles]
     ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
-            for p in profiles for r in frontier.tied_with_optimum(p)]
-    lines += ["", f"{computes[0]:,.0f} training Gflops are the compute of {frontier.RECIPE.steps:,} steps of {frontier.REFERENCE}"
-                  + (f", {computes[1]:,.0f} that of {frontier.HIGH_RECIPE.steps:,}" if len(profiles) > 1 else "")
-                  + f"; every model trained with its own cosine schedule, final FID mean ± std of "
-                  f"{' and '.join(f'{n} seeds at {c:,.0f}' for n, c in zip(seeds, computes))}. In bold, the lowest FID at each compute: the compute-optimal size"
-                  + "".join(f"; {t}" for t in ties) + "."
-                  + (f" {frontier.REFERENCE} is not run at the higher compute." if len(profiles) > 1 else "")]
+            for p in profiles for r in frontier.tied_with_optimum(p) if r["seeds"] > 1]
+    steps = [prof.recipe().steps for prof, _ in ran]
+    lines += ["", f"The training Gflops are the compute of {' / '.join(f'{n:,}' for n in steps)} steps of "
+                  f"{frontier.REFERENCE}; every model trained with its own cosine schedule, final FID "
+                  f"{'; '.join(f'mean ± std of {n} seeds at {c:,.0f}' if n > 1 else f'one seed at {c:,.0f}' for n, c in zip(seeds, computes))}. "
+                  "In bold, the lowest FID at each compute: the compute-optimal size"
+                  + "".join(f"; {t}" for t in ties) + ". A dash: the model is not run at that compute."]
     return "\n".join(lines)
 
 
 def tables() -> dict[str, str]:
     return {"scaling": scaling_table(load_results(scaling.RESULTS), load_results(scaling.RESULTS_MATCHED)),
-            "frontier": frontier_table(load_results(frontier.RESULTS), load_results(frontier.RESULTS_HIGH)),
+            "frontier": frontier_table([load_results(p.results) for p in frontier.PROFILES]),
             "ablation": ablation_table(load_results(ablation.RESULTS)),
             "latent": latent_table(load_results(latent.RESULTS))}
 

@@ -12,21 +12,25 @@ a model size N*(C) that does best (Hoffmann et al., 2022, call the plot below an
 
 N*(C) grows with C. The paper's 12 models at its 10^9-10^12 training Gflops all sit below it, so
 larger wins everywhere it looks; the CPU grid's P, N and T at 10^3-10^4 training Gflops sit above
-it. This experiment measures the profile at one compute: five models of patch 4 on the scaling
-study's 16x16 glyphs, from A(tto) (1 block, width 32) to T(iny) (6 blocks, width 128), each
-trained to exactly the compute of 20,000 steps of DiT-A/4 (about 980 training Gflops), with the
+it. This experiment measures the profile: five models of patch 4 on the scaling study's 16x16
+glyphs, from A(tto) (1 block, width 32) to T(iny) (6 blocks, width 128), each trained to exactly
+the compute of 20,000 steps of DiT-A/4 (about 980 training Gflops, the base compute), with the
 scaling recipe and its own full cosine schedule. FID is the scaling study's (500 samples, 25
 DDPM steps, the glyphs classifier's features).
 
-``--high`` measures the profile again at six times that compute (120,000 steps of DiT-A/4, about
-5,900 training Gflops) for F/4 to T/4, to see where the optimum goes when the compute grows. A/4 is
-left out there: it is already behind F/4 at the lower compute, and 120,000 steps of it would take
-the longest of all the runs (about 40 minutes).
+The profile is measured at three computes, 1x, 6x and 36x that one (``--times``), to see where
+the optimum goes when the compute grows. The larger computes leave out the models already behind
+at the smaller one (A/4 at 6x, F/4 at 36x), and 36x has one seed: its P/4 run alone takes 70
+minutes of a core, and F/4 there would take four and a half hours. The optimum of each profile is
+read between the measured sizes (``optimal_params``) and its growth fitted as a power of the
+compute (``optimum_growth``). The 36x profile was run to test what the first two predict: an
+optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K.
 
     python -m minidit.experiments.frontier --smoke
-    python -m minidit.experiments.frontier --workers 2          # the committed runs (about 28 min, 2 cores)
-    python -m minidit.experiments.frontier --high --workers 2   # the 6x-compute runs (55 min, 2 cores)
-    python -m minidit.experiments.frontier --report             # both profiles
+    python -m minidit.experiments.frontier --workers 2             # 1x (about 28 min on 2 cores)
+    python -m minidit.experiments.frontier --times 6 --workers 2   # 6x (55 min)
+    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (about 80 min)
+    python -m minidit.experiments.frontier --report                # every profile and the optimum's growth
 """
 from __future__ import annotations
 
@@ -41,9 +45,8 @@ from .grid import load_results
 
 # smallest first; all of patch 4 (16 tokens), so only the model's size changes
 MODELS = ("DiT-A/4", "DiT-F/4", "DiT-P/4", "DiT-N/4", "DiT-T/4")
-REFERENCE = "DiT-A/4"   # every model gets the training compute of RECIPE.steps steps of this one
-SEEDS = (0, 1, 2)   # three: the bottom of the profile is flat, and F/4's seeds differ the most
-RESULTS = Path(__file__).resolve().parent / "results" / "frontier"
+REFERENCE = "DiT-A/4"   # the base compute is that of RECIPE.steps steps of this one
+RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 # the scaling recipe, with 20,000 steps of the reference model: a compute at which the smallest
 # models have stopped improving much (A/4: FID -80, -47, -28 per doubling of its steps) while
@@ -51,19 +54,39 @@ RESULTS = Path(__file__).resolve().parent / "results" / "frontier"
 # no sampling-steps sweep
 RECIPE = dataclasses.replace(scaling.RECIPE, steps=20000, fractions=(0.125, 0.25, 0.5, 1.0), sweep_steps=())
 SMOKE_RECIPE = dataclasses.replace(scaling.SMOKE_RECIPE, steps=40, fractions=(0.5, 1.0), sweep_steps=())
-SMOKE_MODELS = ("DiT-A/4", "DiT-P/4")
-
-# the second profile (--high): six times the compute, the same recipe otherwise; no A/4, two seeds
-HIGH = 6
-HIGH_RECIPE = dataclasses.replace(RECIPE, steps=HIGH * RECIPE.steps)
-HIGH_MODELS = MODELS[1:]
-HIGH_SEEDS = (0, 1)
-SMOKE_HIGH_RECIPE = dataclasses.replace(SMOKE_RECIPE, steps=HIGH * SMOKE_RECIPE.steps)
-SMOKE_HIGH_MODELS = ("DiT-F/4", "DiT-P/4")
-RESULTS_HIGH = RESULTS.parent / "frontier_high"
 
 
-def frontier_specs(recipe: Recipe = RECIPE, seeds=SEEDS, models=MODELS) -> list[RunSpec]:
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """One IsoFLOP profile: ``models`` trained to ``times`` times the base compute, with ``seeds``
+    each; ``--smoke`` trains ``smoke_models`` at ``times`` times the smoke recipe's compute."""
+    times: int
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    smoke_models: tuple[str, ...]
+
+    def recipe(self, smoke: bool = False) -> Recipe:
+        base = SMOKE_RECIPE if smoke else RECIPE
+        return dataclasses.replace(base, steps=self.times * base.steps)
+
+    @property
+    def results(self) -> Path:
+        """Where its runs are committed."""
+        return RESULTS_ROOT / f"frontier_{self.times}x"
+
+
+PROFILES = (
+    # three seeds: the bottom of this profile is flat, and F/4's seeds differ the most
+    Profile(1, MODELS, (0, 1, 2), ("DiT-A/4", "DiT-P/4")),
+    # no A/4: it is already behind F/4 at 1x, and 120,000 steps of it would take 40 minutes a run
+    Profile(6, MODELS[1:], (0, 1), ("DiT-F/4", "DiT-P/4")),
+    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours), and one seed: P/4 alone takes 70 minutes
+    Profile(36, MODELS[2:], (0,), ("DiT-P/4", "DiT-N/4")),
+)
+PROFILE = {p.times: p for p in PROFILES}
+
+
+def frontier_specs(recipe: Recipe = RECIPE, seeds=PROFILES[0].seeds, models=MODELS) -> list[RunSpec]:
     """Every model and seed at the training compute of ``recipe.steps`` steps of REFERENCE:
     ``steps = round(recipe.steps * gflops_reference / gflops)`` (Recipe.at_compute_of)."""
     g_ref = model_facts(recipe.spec(REFERENCE))["gflops"]
@@ -79,6 +102,11 @@ def profile(results: list[dict]) -> list[dict]:
                  fid_std=s["fid_std"][-1], acc_mean=s["acc_mean"], acc_std=s["acc_std"])
             for model, s in claims.seed_stats(results).items()]
     return sorted(rows, key=lambda r: r["params"])
+
+
+def fid_text(row: dict) -> str:
+    """The row's FID as mean +- std, or the one value when it has one seed (no spread to show)."""
+    return f"{row['fid_mean']:.1f} ± {row['fid_std']:.1f}" if row["seeds"] > 1 else f"{row['fid_mean']:.1f}"
 
 
 def optimum(rows: list[dict]) -> dict:
@@ -108,18 +136,28 @@ def optimal_params(rows: list[dict]) -> float | None:
     return float(np.exp(-b / (2 * a)))
 
 
-def compute_for_params(low: list[dict], high: list[dict], params: float) -> tuple[float, float] | None:
-    """Extrapolate the optimum's growth: with N*(C) = N*(C_low) (C / C_low)^a through the optima of
-    two profiles, the exponent a and the training compute at which a model of ``params`` parameters
-    would be compute-optimal, C = C_low (params / N*(C_low))^(1/a). None if either optimum is
-    outside its profile or the optimum did not grow."""
-    n_low, n_high = optimal_params(low), optimal_params(high)
-    if n_low is None or n_high is None or n_high <= n_low:
+def optimum_growth(profiles: list[list[dict]]) -> tuple[float, float] | None:
+    """The power law N*(C) = k C^a through the optima of two or more profiles (a straight line in
+    log compute vs log optimal parameters: exact through two, least squares through more), as
+    ``(a, k)``. None if any optimum is outside its profile, or the optimum did not grow."""
+    optima = [optimal_params(rows) for rows in profiles]
+    if len(profiles) < 2 or None in optima:
         return None
-    c_low, c_high = low[0]["compute"], high[0]["compute"]
-    # N*(C_high) / N*(C_low) = (C_high / C_low)^a
-    a = np.log(n_high / n_low) / np.log(c_high / c_low)
-    return float(a), float(c_low * (params / n_low) ** (1 / a))
+    computes = [rows[0]["compute"] for rows in profiles]
+    # log N* = a log C + log k
+    a, log_k = np.polyfit(np.log(computes), np.log(optima), 1)
+    return (float(a), float(np.exp(log_k))) if a > 0 else None
+
+
+def compute_for_params(profiles: list[list[dict]], params: float) -> tuple[float, float] | None:
+    """Extrapolate the optimum's growth: the exponent a, and the training compute at which a model
+    of ``params`` parameters would be compute-optimal, C = (params / k)^(1/a). None as for
+    ``optimum_growth``."""
+    growth = optimum_growth(profiles)
+    if growth is None:
+        return None
+    a, k = growth
+    return a, (params / k) ** (1 / a)
 
 
 def summarize(results: list[dict]) -> str:
@@ -134,60 +172,75 @@ def summarize(results: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['params']:,} | {r['gflops'] * 1e3:.3f} | {r['steps']:,} | "
-                     f"{r['compute']:.0f} | {r['train_seconds']:.0f} | {r['fid_mean']:.1f} +- {r['fid_std']:.1f} | "
-                     f"{r['acc_mean']:.3f} +- {r['acc_std']:.3f} |")
+                     f"{r['compute']:.0f} | {r['train_seconds']:.0f} | {fid_text(r)} | "
+                     f"{r['acc_mean']:.3f} ± {r['acc_std']:.3f} |")
+    seeds = max(r["seeds"] for r in rows)
     tied = "".join(f"; {r['model']} is within the seed spreads of it" for r in tied_with_optimum(rows))
-    lines.append(f"\n(mean +- std over {max(r['seeds'] for r in rows)} seeds) The compute-optimal model here: "
+    lines.append(f"\n({f'mean ± std over {seeds} seeds' if seeds > 1 else 'one seed'}) The compute-optimal model here: "
                  f"{best['model']} ({best['params']:,} parameters){tied}. Below it a larger model is better at "
                  f"equal compute (the paper's Figure 9), above it a smaller one.")
     return "\n".join(lines)
 
 
-def shift(low: list[dict], high: list[dict]) -> str:
-    """One sentence: the compute-optimal model of each profile (the rows of ``profile``)."""
-    a, b = optimum(low), optimum(high)
-    verb = "stays at" if a["model"] == b["model"] else "moves to"
-    text = (f"The compute-optimal model {verb} {b['model']} ({b['params']:,} parameters) at "
-            f"{b['compute']:,.0f} training Gflops, from {a['model']} ({a['params']:,}) at {a['compute']:,.0f}.")
-    n_low, n_high = optimal_params(low), optimal_params(high)
-    if n_low is not None and n_high is not None:
-        text += (f" The parabola through the three sizes around each bottom puts the optimum at about "
-                 f"{n_low / 1e3:,.0f}K and {n_high / 1e3:,.0f}K parameters.")
-        largest = high[-1]
-        grows = compute_for_params(low, high, largest["params"])
-        if grows is not None:
-            c = float(f"{grows[1]:.2g}")    # an extrapolation: two significant digits at most
-            text += (f" Growing as C^{grows[0]:.2f}, it would reach {largest['model']} ({largest['params']:,}) at about "
-                     f"{c:,.0f} training Gflops ({grows[1] / largest['compute']:,.0f} times the higher compute).")
+def _k(n: float) -> str:
+    return f"{n / 1e3:,.0f}K"
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def growth(profiles: list[list[dict]]) -> str:
+    """Sentences on the profiles (the rows of ``profile``, smallest compute first): the optimum at
+    each compute, what the earlier profiles predicted for the last one, and the fitted growth."""
+    at = _and([f"{optimum(p)['model']} at {p[0]['compute']:,.0f}" for p in profiles])
+    text = f"The compute-optimal model: {at} training Gflops."
+    optima = [optimal_params(p) for p in profiles]
+    if None in optima:
+        return text
+    text += (" The parabola through the three sizes around each bottom puts the optimum at about "
+             f"{_and([_k(n) for n in optima])} parameters.")
+    earlier = optimum_growth(profiles[:-1]) if len(profiles) > 2 else None
+    if earlier is not None:
+        a, k = earlier
+        text += (f" Grown from the first {len(profiles) - 1} as C^{a:.2f}, it was predicted at about "
+                 f"{_k(k * profiles[-1][0]['compute'] ** a)} at {profiles[-1][0]['compute']:,.0f}; measured: {_k(optima[-1])}.")
+    largest = max((p[-1] for p in profiles), key=lambda r: r["params"])
+    fitted = compute_for_params(profiles, largest["params"])
+    if fitted is not None:
+        c = float(f"{fitted[1]:.2g}")    # an extrapolation: two significant digits at most
+        top = profiles[-1][0]["compute"]
+        text += (f" Fitted through {'both' if len(profiles) == 2 else f'all {len(profiles)}'}, it grows as C^{fitted[0]:.2f} and would reach {largest['model']} "
+                 f"({largest['params']:,}) at about {c:,.0f} training Gflops ({fitted[1] / top:,.0f} times the highest compute).")
     return text
 
 
-def report_both(results: list[dict]) -> str:
-    """``--report`` without ``--out``: the committed profile at each compute, and how its optimum moved."""
-    high = load_results(RESULTS_HIGH)
-    text = summarize(results)
-    if high and results:
-        text += "\n\n" + summarize(high) + "\n\n" + shift(profile(results), profile(high))
+def report_all(results: list[dict]) -> str:
+    """``--report`` without ``--out`` or ``--times``: every committed profile, and how its optimum moved."""
+    profiles = [results] + [load_results(p.results) for p in PROFILES[1:]]
+    profiles = [r for r in profiles if r]
+    text = "\n\n".join(summarize(r) for r in profiles)
+    if len(profiles) > 1:
+        text += "\n\n" + growth([profile(r) for r in profiles])
     return text
 
 
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.frontier",
-                         "the compute-optimal frontier: model sizes of patch 4 at one training compute", seeds="0,1,2")
-    p.add_argument("--high", action="store_true", help="the profile at six times the compute (DiT-F/4 to DiT-T/4, "
-                   "seeds 0,1 unless --seeds; 55 minutes on 2 cores)")
-    p.set_defaults(seeds=None)   # the default depends on --high: SEEDS, or HIGH_SEEDS
+                         "the compute-optimal frontier: model sizes of patch 4 at one training compute",
+                         seeds="the profile's")
+    p.add_argument("--times", type=int, choices=sorted(PROFILE), default=None,
+                   help="the profile at this many times the base compute (default 1; 6: DiT-F/4 to DiT-T/4, "
+                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, about 80 minutes)")
+    p.set_defaults(seeds=None)   # the default is the profile's
     args = p.parse_args(argv)
-    seeds = cli.seeds_of(args) if args.seeds else (HIGH_SEEDS if args.high else SEEDS)
-    if args.report:   # one folder's profile (--out DIR, or --high), else both committed profiles
-        return cli.report(args, RESULTS_HIGH if args.high else RESULTS,
-                          summarize if args.out or args.high else report_both)
-    smoke, out = cli.start(args, "frontier-high" if args.high else "frontier")
-    if smoke:
-        recipe, models = (SMOKE_HIGH_RECIPE, SMOKE_HIGH_MODELS) if args.high else (SMOKE_RECIPE, SMOKE_MODELS)
-    else:
-        recipe, models = (HIGH_RECIPE, HIGH_MODELS) if args.high else (RECIPE, MODELS)
-    specs = frontier_specs(cli.recipe_from_args(args, recipe), seeds=seeds, models=models)
+    prof = PROFILE[args.times or 1]
+    if args.report:   # one folder's profile (--out DIR, or --times N), else every committed profile
+        return cli.report(args, prof.results, summarize if args.out or args.times else report_all)
+    smoke, out = cli.start(args, f"frontier-{prof.times}x")
+    recipe = cli.recipe_from_args(args, prof.recipe(smoke))
+    seeds = cli.seeds_of(args) if args.seeds else prof.seeds
+    specs = frontier_specs(recipe, seeds=seeds, models=prof.smoke_models if smoke else prof.models)
     return cli.run_and_report(specs, out, summarize, desc="frontier", workers=args.workers)
 
 
