@@ -247,6 +247,17 @@ def test_grid_with_two_workers_trains_each_run_once(tmp_path, pixel_features):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["DiT-P_2-adaLN-Zero-seed0.json", "DiT-P_4-adaLN-Zero-seed0.json"]
 
 
+def test_workers_take_the_longest_runs_first():
+    # one recipe, equal steps: the largest model first
+    specs = scaling.grid_specs(("DiT-P/4", "DiT-T/2", "DiT-N/8"), scaling.RECIPE, seeds=(0,))
+    assert [s.model for s in grid.longest_first(specs)] == ["DiT-T/2", "DiT-N/8", "DiT-P/4"]
+    # equal training compute (frontier.py's profiles): the flops alone do not tell these apart;
+    # with the fixed cost of a step, the smallest model, which takes the most steps, is the longest
+    g = {m: common.model_facts(scaling.RECIPE.spec(m))["gflops"] for m in ("DiT-F/4", "DiT-P/4", "DiT-N/4", "DiT-T/4")}
+    equal = [scaling.RECIPE.at_compute_of(g["DiT-T/4"], g[m]).spec(m) for m in ("DiT-T/4", "DiT-N/4", "DiT-F/4", "DiT-P/4")]
+    assert [s.model for s in grid.longest_first(equal)] == ["DiT-F/4", "DiT-P/4", "DiT-N/4", "DiT-T/4"]
+
+
 def test_estimator_noise_is_real_against_real(pixel_features):
     """Disjoint real sets against the reference: small, positive, different draw to draw; asking
     for more images than there are is an error, not a silent overlap."""
