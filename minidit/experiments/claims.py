@@ -37,8 +37,8 @@ def _family_patch(model: str) -> tuple[str, int]:
     return family, int(patch)
 
 
-def seed_stats(results: list[dict]) -> dict[str, dict]:
-    """model -> its facts and, per checkpoint and per sampling-step count, the mean and standard
+def seed_stats(results: list[dict], key=lambda r: r["spec"]["model"]) -> dict[str, dict]:
+    """model (or ``key`` of a run) -> its facts and, per checkpoint and per sampling-step count, the mean and standard
     deviation of FID over the seeds (finished runs only), in increasing order of Gflops.
 
     Keys per model: ``gflops``, ``params``, ``tokens``, ``seeds``, ``steps``, ``compute`` (training
@@ -49,7 +49,7 @@ def seed_stats(results: list[dict]) -> dict[str, dict]:
     """
     runs: dict[str, list[dict]] = {}
     for r in finished(results):
-        runs.setdefault(r["spec"]["model"], []).append(r)
+        runs.setdefault(key(r), []).append(r)
     out = {}
     for model, rs in sorted(runs.items(), key=lambda kv: kv[1][0]["gflops"]):
         fids = np.array([[c["fid"] for c in r["checkpoints"]] for r in rs])          # (seeds, checkpoints)

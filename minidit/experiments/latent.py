@@ -31,9 +31,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
-from . import cli
+from . import claims, cli
 from .common import Recipe, RunSpec, model_facts
 from .grid import finished
 
@@ -83,22 +81,14 @@ def grouped(results: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def summary_rows(results: list[dict]) -> list[dict]:
-    """One row per model and space: its facts, the training compute and steps, and the final
-    FID and class accuracy as mean and standard deviation over the seeds."""
-    rows = []
-    for name, runs in grouped(results).items():
-        fid = _mean_std([r["checkpoints"][-1]["fid"] for r in runs])
-        acc = _mean_std([r["checkpoints"][-1]["accuracy"] for r in runs])
-        rows.append(dict(label=name, tokens=runs[0]["tokens"], params=runs[0]["params"], gflops=runs[0]["gflops"],
-                         steps=runs[0]["spec"]["steps"], compute=runs[0]["checkpoints"][-1]["train_compute_gflops"],
-                         train_seconds=float(np.mean([r["train_seconds"] for r in runs])), seeds=len(runs),
-                         fid_mean=fid[0], fid_std=fid[1], acc_mean=acc[0], acc_std=acc[1]))
-    return rows
+    """One row per model and space (latent first): its facts, the training compute and steps, and
+    the final FID and class accuracy as mean and standard deviation over the seeds."""
+    stats = claims.seed_stats(results, key=label)
+    return [dict(label=name, tokens=s["tokens"], params=s["params"], gflops=s["gflops"], steps=s["steps"][-1],
+                 compute=s["compute"][-1], train_seconds=s["train_seconds"], seeds=len(s["seeds"]),
+                 fid_mean=s["fid_mean"][-1], fid_std=s["fid_std"][-1], acc_mean=s["acc_mean"], acc_std=s["acc_std"])
+            for name, s in sorted(stats.items(), key=lambda kv: (not kv[0].endswith("latent"), kv[1]["gflops"]))]
 
 
 def summarize(results: list[dict]) -> str:
