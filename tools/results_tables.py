@@ -150,7 +150,7 @@ def frontier_table(results: list[list[dict]]) -> str:
             if x is None:        # a model not run at this compute
                 line += " – | – |"
                 continue
-            fid = frontier.fid_text(x)
+            fid = frontier.spread(x)
             line += f" {x['steps']:,} | {f'**{fid}**' if x is b else fid} |"
         lines.append(line)
     seeds = [min(r["seeds"] for r in p) for p in profiles]

@@ -20,16 +20,17 @@ DDPM steps, the glyphs classifier's features).
 
 The profile is measured at three computes, 1x, 6x and 36x that one (``--times``), to see where
 the optimum goes when the compute grows. The larger computes leave out the models already behind
-at the smaller one (A/4 at 6x, F/4 at 36x), and 36x has one seed: its P/4 run alone takes 70
+at the smaller one (A/4 at 6x, F/4 at 36x), and 36x has one seed: its P/4 run alone takes 73
 minutes of a core, and F/4 there would take four and a half hours. The optimum of each profile is
 read between the measured sizes (``optimal_params``) and its growth fitted as a power of the
-compute (``optimum_growth``). The 36x profile was run to test what the first two predict: an
-optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K.
+compute (``optimum_growth``). The 36x profile was run to test what the first two predicted: an
+optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K. It measured 568K, with
+N/4 the best of its three models (one seed, margins of 15-18 %).
 
     python -m minidit.experiments.frontier --smoke
     python -m minidit.experiments.frontier --workers 2             # 1x (about 28 min on 2 cores)
     python -m minidit.experiments.frontier --times 6 --workers 2   # 6x (55 min)
-    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (about 80 min)
+    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (77 min)
     python -m minidit.experiments.frontier --report                # every profile and the optimum's growth
 """
 from __future__ import annotations
@@ -80,7 +81,7 @@ PROFILES = (
     Profile(1, MODELS, (0, 1, 2), ("DiT-A/4", "DiT-P/4")),
     # no A/4: it is already behind F/4 at 1x, and 120,000 steps of it would take 40 minutes a run
     Profile(6, MODELS[1:], (0, 1), ("DiT-F/4", "DiT-P/4")),
-    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours), and one seed: P/4 alone takes 70 minutes
+    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours), and one seed: P/4 alone takes 73 minutes
     Profile(36, MODELS[2:], (0,), ("DiT-P/4", "DiT-N/4")),
 )
 PROFILE = {p.times: p for p in PROFILES}
@@ -104,9 +105,11 @@ def profile(results: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["params"])
 
 
-def fid_text(row: dict) -> str:
-    """The row's FID as mean +- std, or the one value when it has one seed (no spread to show)."""
-    return f"{row['fid_mean']:.1f} ± {row['fid_std']:.1f}" if row["seeds"] > 1 else f"{row['fid_mean']:.1f}"
+def spread(row: dict, name: str = "fid", digits: int = 1) -> str:
+    """The row's ``name`` (``fid``, ``acc``) as mean ± std, or the one value when it has one seed
+    (no spread to show)."""
+    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"] > 1 else f"{mean:.{digits}f}"
 
 
 def optimum(rows: list[dict]) -> dict:
@@ -172,8 +175,7 @@ def summarize(results: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['params']:,} | {r['gflops'] * 1e3:.3f} | {r['steps']:,} | "
-                     f"{r['compute']:.0f} | {r['train_seconds']:.0f} | {fid_text(r)} | "
-                     f"{r['acc_mean']:.3f} ± {r['acc_std']:.3f} |")
+                     f"{r['compute']:.0f} | {r['train_seconds']:.0f} | {spread(r)} | {spread(r, 'acc', 3)} |")
     seeds = max(r["seeds"] for r in rows)
     tied = "".join(f"; {r['model']} is within the seed spreads of it" for r in tied_with_optimum(rows))
     lines.append(f"\n({f'mean ± std over {seeds} seeds' if seeds > 1 else 'one seed'}) The compute-optimal model here: "
@@ -203,14 +205,16 @@ def growth(profiles: list[list[dict]]) -> str:
     earlier = optimum_growth(profiles[:-1]) if len(profiles) > 2 else None
     if earlier is not None:
         a, k = earlier
-        text += (f" Grown from the first {len(profiles) - 1} as C^{a:.2f}, it was predicted at about "
-                 f"{_k(k * profiles[-1][0]['compute'] ** a)} at {profiles[-1][0]['compute']:,.0f}; measured: {_k(optima[-1])}.")
+        c = profiles[-1][0]["compute"]
+        text += (f" Grown as C^{a:.2f} from the first {len(profiles) - 1} profiles, the optimum at {c:,.0f} "
+                 f"training Gflops was predicted at about {_k(k * c ** a)} parameters; the parabola puts it at "
+                 f"{_k(optima[-1])}.")
     largest = max((p[-1] for p in profiles), key=lambda r: r["params"])
     fitted = compute_for_params(profiles, largest["params"])
     if fitted is not None:
         c = float(f"{fitted[1]:.2g}")    # an extrapolation: two significant digits at most
         top = profiles[-1][0]["compute"]
-        text += (f" Fitted through {'both' if len(profiles) == 2 else f'all {len(profiles)}'}, it grows as C^{fitted[0]:.2f} and would reach {largest['model']} "
+        text += (f" Fitted through {'both' if len(profiles) == 2 else f'all {len(profiles)}'} profiles, it grows as C^{fitted[0]:.2f} and would reach {largest['model']} "
                  f"({largest['params']:,}) at about {c:,.0f} training Gflops ({fitted[1] / top:,.0f} times the highest compute).")
     return text
 
@@ -231,7 +235,7 @@ def main(argv=None) -> list[dict]:
                          seeds="the profile's")
     p.add_argument("--times", type=int, choices=sorted(PROFILE), default=None,
                    help="the profile at this many times the base compute (default 1; 6: DiT-F/4 to DiT-T/4, "
-                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, about 80 minutes)")
+                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, 77 minutes)")
     p.set_defaults(seeds=None)   # the default is the profile's
     args = p.parse_args(argv)
     prof = PROFILE[args.times or 1]
