@@ -4,7 +4,8 @@
 * ``scaling``  -- Figures 2, 8, 9, 10: model size x patch size, FID vs Gflops / training compute /
   sampling compute;
 * ``frontier`` -- why Figure 9 inverts on a CPU: model sizes at one training compute (an IsoFLOP
-  profile) with the compute-optimal size inside the range, measured at two computes;
+  profile) with the compute-optimal size inside the range, measured at three computes, and how
+  that size grows with the compute;
 * ``latent``   -- section 3.2: the same DiT on the tiny autoencoder's latents and on pixels, at
   equal training compute;
 * ``cost``     -- what the full-size DiT-XL/2 run costs (latent size, GPU-hours; MFU is in
