@@ -25,7 +25,7 @@ minutes of a core, and F/4 there would take four and a half hours. The optimum o
 read between the measured sizes (``optimal_params``) and its growth fitted as a power of the
 compute (``optimum_growth``). The 36x profile was run to test what the first two predicted: an
 optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K. It measured 568K, with
-N/4 the best of its three models (one seed, margins of 15-18 %).
+N/4 the best of its three models (one seed, margins of 17 and 19 %).
 
     python -m minidit.experiments.frontier --smoke
     python -m minidit.experiments.frontier --workers 2             # 1x (about 28 min on 2 cores)
