@@ -155,7 +155,7 @@ def frontier_table(results: list[list[dict]]) -> str:
         lines.append(line)
     seeds = [min(r["seeds"] for r in p) for p in profiles]
     ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
-            for p in profiles for r in frontier.tied_with_optimum(p) if r["seeds"] > 1]
+            for p in profiles for r in frontier.tied_with_optimum(p)]
     steps = [prof.recipe().steps for prof, _ in ran]
     lines += ["", f"The training Gflops are the compute of {' / '.join(f'{n:,}' for n in steps)} steps of "
                   f"{frontier.REFERENCE}; every model trained with its own cosine schedule, final FID "
