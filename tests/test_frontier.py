@@ -17,6 +17,21 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def committed_profile(times: int) -> list[dict]:
+    """The committed runs of one profile, checked to be exactly its specs, as ``profile`` rows."""
+    prof = frontier.PROFILE[times]
+    results = load_results(prof.results)
+    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(prof.recipe(), prof.seeds, prof.models)}
+    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in results} == expected
+    rows = frontier.profile(results)
+    assert [r["model"] for r in rows] == list(prof.models) and all(r["seeds"] == len(prof.seeds) for r in rows)
+    return rows
+
+
+def worse(a, b):  # a's FID above b's by more than both seed spreads
+    return a["fid_mean"] - a["fid_std"] > b["fid_mean"] + b["fid_std"]
+
+
 def test_the_families_below_pico_are_what_their_names_say():
     # F(emto) 2 blocks / width 32 / 2 heads, A(tto) 1 / 32 / 1; on 16x16 glyphs with 4x4 patches
     for name, depth, heads in (("DiT-F/4", 2, 2), ("DiT-A/4", 1, 1)):
@@ -147,21 +162,6 @@ def test_the_optimums_growth_is_extrapolated_as_a_power_of_the_compute():
     assert frontier.optimum_growth([low]) is None                       # one profile: no growth
     edge = _profile(sizes, sorted([30.0, 20.0, 10.0, 5.0, 2.0], reverse=True), 4000.0)
     assert frontier.optimum_growth([low, edge]) is None                 # a bottom outside its profile
-
-
-def committed_profile(times: int) -> list[dict]:
-    """The committed runs of one profile, checked to be exactly its specs, as ``profile`` rows."""
-    prof = frontier.PROFILE[times]
-    results = load_results(prof.results)
-    expected = {s.key(): s.to_json() for s in frontier.frontier_specs(prof.recipe(), prof.seeds, prof.models)}
-    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in results} == expected
-    rows = frontier.profile(results)
-    assert [r["model"] for r in rows] == list(prof.models) and all(r["seeds"] == len(prof.seeds) for r in rows)
-    return rows
-
-
-def worse(a, b):  # a's FID above b's by more than both seed spreads
-    return a["fid_mean"] - a["fid_std"] > b["fid_mean"] + b["fid_std"]
 
 
 def test_with_six_times_the_compute_the_optimum_moves_to_a_larger_model():
