@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from minidit.chapters import CHAPTERS, chapter_number, chapter_stem  # noqa: E402  (after ROOT is importable)
-from minidit.experiments import common  # noqa: E402
+from minidit.experiments import measure  # noqa: E402
 from minidit.impl import ImplError, ImplSpec, load_file, parse_impl  # noqa: E402
 from minidit.notebook import diagnose  # noqa: E402
 
@@ -139,11 +139,11 @@ def pixel_features(monkeypatch):
     """For the experiment tests: FID on flattened pixels, deterministic, instant, no classifier.
     One thread: these models are tiny, and on a shared machine a second thread mostly waits (as
     the scripts' --threads 1)."""
-    monkeypatch.setattr(common, "classify", lambda images, dataset, batch_size=1000: (
+    monkeypatch.setattr(measure, "classify", lambda images, dataset, batch_size=1000: (
         images.float().flatten(1), torch.zeros(len(images), 10)))
-    common.real_features.cache_clear()
+    measure.real_features.cache_clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    common.real_features.cache_clear()
+    measure.real_features.cache_clear()

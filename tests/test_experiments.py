@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from minidit.experiments import ablation, common, cost, grid, scaling
+from minidit.experiments import ablation, common, cost, grid, measure, scaling
 from minidit.experiments.common import Recipe
 from minidit.flops import count_gflops, mfu, peak_throughput, sampling_compute_gflops, training_compute_gflops
+from minidit.metrics import fid_from_features
 from minidit.models import get_model
 
 
@@ -261,11 +262,11 @@ def test_workers_take_the_longest_runs_first():
 def test_estimator_noise_is_real_against_real(pixel_features):
     """Disjoint real sets against the reference: small, positive, different draw to draw; asking
     for more images than there are is an error, not a silent overlap."""
-    values = common.estimator_noise("digits", 200, draws=3)
+    values = measure.estimator_noise("digits", 200, draws=3)
     assert len(values) == 3 and len(set(values)) == 3 and all(0 < v < 50 for v in values)
     noise = torch.Generator().manual_seed(0)
-    far = common.fid_from_features(common.real_features("digits").double().numpy(),
-                                   torch.randn(200, 64, generator=noise).double().numpy())
+    far = fid_from_features(measure.real_features("digits").double().numpy(),
+                            torch.randn(200, 64, generator=noise).double().numpy())
     assert far > 10 * max(values)
     with pytest.raises(ValueError, match="has 1438 training images"):
-        common.estimator_noise("digits", 500, draws=3)
+        measure.estimator_noise("digits", 500, draws=3)

@@ -9,7 +9,7 @@ import torch
 
 from minidit.autoencoder import AutoencoderConfig, TinyAutoencoder, cache_key
 from minidit.data import Glyphs, Shapes
-from minidit.experiments import common, grid, latent, scaling
+from minidit.experiments import common, grid, latent, measure, scaling
 from minidit.vae import load_vae
 
 
@@ -34,17 +34,17 @@ def fake_tiny_vae(monkeypatch):
         seen["trained"].append(tuple(x_0.shape[1:]))
         return step(model, diffusion, opt, ema_list, param_list, x_0, y, **kw)
 
-    monkeypatch.setattr(common, "tiny_vae", lambda: vae)
-    monkeypatch.setattr(common, "classify", classify)
+    monkeypatch.setattr(measure, "tiny_vae", lambda: vae)
+    monkeypatch.setattr(measure, "classify", classify)
     monkeypatch.setattr(common, "train_step", train_step)
-    common.latent_moments.cache_clear()
-    common.real_features.cache_clear()
+    measure.latent_moments.cache_clear()
+    measure.real_features.cache_clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield seen
     torch.set_num_threads(threads)
-    common.latent_moments.cache_clear()
-    common.real_features.cache_clear()
+    measure.latent_moments.cache_clear()
+    measure.real_features.cache_clear()
 
 
 def test_latent_spec_validation_and_identity():
@@ -89,7 +89,7 @@ def test_a_latent_models_shape_comes_from_the_autoencoders_architecture_not_a_tr
     # cold cache that would print its progress into an output the notebook checks
     def no_training():
         raise AssertionError("build_model asked for the trained autoencoder")
-    monkeypatch.setattr(common, "tiny_vae", no_training)
+    monkeypatch.setattr(measure, "tiny_vae", no_training)
     spec = latent.RECIPE.spec(latent.LATENT_MODEL, latent=True)
     model = common.build_model(spec)
     with torch.no_grad():
@@ -136,7 +136,7 @@ def test_rendered_data_is_the_same_tensor_whether_rendered_or_read_back(tmp_path
     strides included: a strided tensor goes through other kernels, and a grid's first runs (which
     render) then differ in the last bits from every later rerun (which reads the file)."""
     monkeypatch.setenv("MINIDIT_CACHE", str(tmp_path))
-    x1, y1 = common._rendered("shapes", 12, train=True)          # rendered and written
-    x2, y2 = common._rendered("shapes", 12, train=True)          # read back
+    x1, y1 = measure._rendered("shapes", 12, train=True)          # rendered and written
+    x2, y2 = measure._rendered("shapes", 12, train=True)          # read back
     assert x1.is_contiguous() and x2.is_contiguous() and x1.stride() == x2.stride()
     assert torch.equal(x1, x2) and torch.equal(y1, y2)

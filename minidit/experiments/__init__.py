@@ -11,7 +11,11 @@
 * ``cost``     -- what the full-size DiT-XL/2 run costs (latent size, GPU-hours; MFU is in
   minidit/flops.py);
 * ``gpu_grid`` -- the paper's 12-model grid on GPUs: its torchrun commands and time estimates;
-* ``common``   -- the one recipe the scripts train with, the training-and-FID run, the JSON cache;
+* ``common``   -- the one recipe the scripts train with, and the run that trains and measures it;
+* ``measure``  -- the data sets, and the FID every run is judged by (the offline classifier's
+  features; the estimator's own floor);
+* ``grid``     -- many runs: one cached JSON per run, worker processes;
+* ``claims``   -- the paper's scaling claims, checked on a finished grid;
 * ``cli``      -- the command line the scripts share.
 
 Run them as ``python -m minidit.experiments.scaling`` (``ablation``, ``latent``, ``frontier``).
