@@ -20,17 +20,18 @@ DDPM steps, the glyphs classifier's features).
 
 The profile is measured at three computes, 1x, 6x and 36x that one (``--times``), to see where
 the optimum goes when the compute grows. The larger computes leave out the models already behind
-at the smaller one (A/4 at 6x, F/4 at 36x), and 36x has one seed: its P/4 run alone takes 73
-minutes of a core, and F/4 there would take four and a half hours. The optimum of each profile is
-read between the measured sizes (``optimal_params``) and its growth fitted as a power of the
-compute (``optimum_growth``). The 36x profile was run to test what the first two predicted: an
-optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K. It measured 568K, with
-N/4 the best of its three models (one seed, margins of 17 and 19 %).
+at the smaller one (A/4 at 6x, F/4 at 36x), and the larger have two seeds, the 1x three: at 36x
+the P/4 run alone takes 73 minutes of a core, and F/4 there would take four and a half hours. The
+optimum of each profile is read between the measured sizes (``optimal_params``) and its growth
+fitted as a power of the compute (``optimum_growth``). The 36x profile was run to test what the
+first two predicted: an optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K.
+Its first seed put it at 568K; with both seeds it lies at 883K, 41 % above the prediction, N/4
+the best model and T/4 within the seed spreads of it (its two seeds: FID 10.3 and 6.9).
 
     python -m minidit.experiments.frontier --smoke
     python -m minidit.experiments.frontier --workers 2             # 1x (about 28 min on 2 cores)
     python -m minidit.experiments.frontier --times 6 --workers 2   # 6x (55 min)
-    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (77 min)
+    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (2.5 hours)
     python -m minidit.experiments.frontier --report                # every profile and the optimum's growth
 """
 from __future__ import annotations
@@ -81,8 +82,8 @@ PROFILES = (
     Profile(1, MODELS, (0, 1, 2), ("DiT-A/4", "DiT-P/4")),
     # no A/4: it is already behind F/4 at 1x, and 120,000 steps of it would take 40 minutes a run
     Profile(6, MODELS[1:], (0, 1), ("DiT-F/4", "DiT-P/4")),
-    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours), and one seed: P/4 alone takes 73 minutes
-    Profile(36, MODELS[2:], (0,), ("DiT-P/4", "DiT-N/4")),
+    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours); P/4 takes 73 minutes a seed
+    Profile(36, MODELS[2:], (0, 1), ("DiT-P/4", "DiT-N/4")),
 )
 PROFILE = {p.times: p for p in PROFILES}
 
@@ -235,7 +236,7 @@ def main(argv=None) -> list[dict]:
                          seeds="the profile's")
     p.add_argument("--times", type=int, choices=sorted(PROFILE), default=None,
                    help="the profile at this many times the base compute (default 1; 6: DiT-F/4 to DiT-T/4, "
-                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, 77 minutes)")
+                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, 2.5 hours)")
     p.set_defaults(seeds=None)   # the default is the profile's
     args = p.parse_args(argv)
     prof = PROFILE[args.times or 1]
