@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from minidit.experiments import ablation, claims, scaling
+from minidit.experiments import ablation, claims, frontier, scaling
 from minidit.experiments.common import RunSpec
 from minidit.experiments.grid import load_result, load_results
 
@@ -108,3 +108,19 @@ def test_the_committed_latent_runs_are_the_recipe_and_show_what_chapter_9_says(m
         # the latent model wins on FID and on class accuracy, by more than the seed spreads
         assert lat["fid_mean"] + lat["fid_std"] < pixel["fid_mean"] - pixel["fid_std"], name
         assert lat["acc_mean"] > pixel["acc_mean"], name
+
+
+def test_the_frontier_tables_note_names_each_seed_count_once():
+    """The note under the frontier table says how many seeds each compute has, naming each count
+    once; a compute with one seed says so (no "± 0.0" and no "1 seeds")."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "tools" / "results_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    runs = [load_results(p.results) for p in frontier.PROFILES]
+    note = tables.frontier_table(runs).splitlines()[-1]
+    assert "mean ± std of 3 seeds at 979; mean ± std of 2 seeds at 5,875 and 35,248." in note
+    first_seed = runs[:2] + [[r for r in runs[2] if r["spec"]["seed"] == 0]]
+    table = tables.frontier_table(first_seed)
+    assert "of 2 seeds at 5,875; one seed at 35,248." in table and "1 seeds" not in table
+    assert "| 103,991 | 10.1 |" in table and "| 24,087 | **8.7** |" in table      # one value, no spread

@@ -154,12 +154,16 @@ def frontier_table(results: list[list[dict]]) -> str:
             line += f" {x['steps']:,} | {f'**{fid}**' if x is b else fid} |"
         lines.append(line)
     seeds = [min(r["seeds"] for r in p) for p in profiles]
+    at = {}   # seed count -> the computes measured with it, so each count is named once
+    for n, c in zip(seeds, computes):
+        at.setdefault(n, []).append(f"{c:,.0f}")
+    measured = "; ".join(f"{f'mean ± std of {n} seeds' if n > 1 else 'one seed'} at {' and '.join(cs)}" for n, cs in at.items())
     ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
             for p in profiles for r in frontier.tied_with_optimum(p)]
     steps = [prof.recipe().steps for prof, _ in ran]
     lines += ["", f"The training Gflops are the compute of {' / '.join(f'{n:,}' for n in steps)} steps of "
                   f"{frontier.REFERENCE}; every model trained with its own cosine schedule, final FID "
-                  f"{'; '.join(f'mean ± std of {n} seeds at {c:,.0f}' if n > 1 else f'one seed at {c:,.0f}' for n, c in zip(seeds, computes))}. "
+                  f"{measured}. "
                   "In bold, the lowest FID at each compute: the compute-optimal size"
                   + "".join(f"; {t}" for t in ties) + ". A dash: the model is not run at that compute."]
     return "\n".join(lines)
