@@ -37,7 +37,6 @@ from . import measure
 from .measure import DATA, DATA_VERSION, LATENT_DATASET, NUM_CLASSES
 
 
-
 @dataclass(frozen=True)
 class Recipe:
     """The one training-and-FID recipe every run of an experiment uses (only the knob differs).
