@@ -6,7 +6,6 @@ functions, not minidit's, were the ones that ran. Smoke sizes: a few steps, a fe
 """
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import torch
 
 from minidit.capstone import latest_checkpoint, sample_my_dit, train_my_dit
 from minidit.impl import active_impl
+from repo_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--max-steps", "6", "--ckpt-every", "6", "--log-every", "3", "--threads", "1"]
@@ -54,13 +54,6 @@ def runs(tmp_path_factory):
     return dict(found, mine_folder=mine, broken_folder=broken, base=base)
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def weights(run_dir: Path) -> dict:
     return torch.load(latest_checkpoint(run_dir.parent), map_location="cpu", weights_only=False)
 
@@ -91,7 +84,7 @@ def test_an_unfinished_exercise_stops_the_command_lines_with_one_line(runs, tmp_
     """From the shell (--impl), an untouched stub is one line on stderr, exit code 2, no traceback."""
     stubs = tmp_path / "stubs"
     stubs.mkdir()
-    files, _ = _generator().expected_files(root=tmp_path)  # fresh stubs, whatever exercises/ holds
+    files, _ = load_tool("make_exercises").expected_files(root=tmp_path)  # fresh stubs, whatever exercises/ holds
     for stem in ("ch06_training", "ch07_sampling"):
         (stubs / f"{stem}.py").write_text(files[tmp_path / "exercises" / f"{stem}.py"])
     train = subprocess.run([sys.executable, "-m", "minidit.train", "--impl", f"{stubs}:ch06", "--max-steps", "1",

@@ -1,22 +1,15 @@
 """The grading machinery itself: generated files in sync, stubs skip, wrong answers fail clearly."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from repo_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _pytest(*args, cwd=ROOT):
@@ -31,20 +24,20 @@ def test_exercises_and_solutions_are_up_to_date():
 
 
 def test_chapters_one_to_six_have_at_least_three_exercises():
-    by_chapter = _generator().scan()
+    by_chapter = load_tool("make_exercises").scan()
     counts = {ch: len(by_chapter.get(ch, [])) for ch in range(1, 7)}
     assert all(n >= 3 for n in counts.values()), f"graded items per chapter: {counts}"
 
 
 def test_every_chapter_with_exercises_has_a_test_file():
-    gen = _generator()
+    gen = load_tool("make_exercises")
     for ch in gen.scan():
         stem = gen.chapter_stem(ch)
         assert (ROOT / "tests" / "exercises" / f"test_{stem}.py").exists(), f"no tests for {stem}"
 
 
 def test_exercise_stubs_name_the_exercise_and_the_file():
-    gen = _generator()
+    gen = load_tool("make_exercises")
     files, by_chapter = gen.expected_files()  # what the generator writes, whatever exercises/ holds now
     for ch, tops in by_chapter.items():
         text = files[ROOT / "exercises" / f"{gen.chapter_stem(ch)}.py"]
@@ -56,7 +49,7 @@ def test_exercise_stubs_name_the_exercise_and_the_file():
 
 
 def test_every_exercise_has_a_difficulty_and_a_time_and_list_shows_them(capsys):
-    gen = _generator()
+    gen = load_tool("make_exercises")
     items = [it for tops in gen.scan().values() for t in tops for it in t.items]
     assert all(1 <= it.difficulty <= 3 and 1 <= it.minutes <= 90 for it in items)
     assert gen.main(["--list"]) == 0
@@ -66,7 +59,7 @@ def test_every_exercise_has_a_difficulty_and_a_time_and_list_shows_them(capsys):
 
 def test_untouched_exercises_only_skip(tmp_path):
     """pytest on untouched stubs: every graded test skips, none fails or errors."""
-    gen = _generator()
+    gen = load_tool("make_exercises")
     files, _ = gen.expected_files(root=tmp_path)
     gen.write({p: t for p, t in files.items() if p.parent.name == "exercises"}, tmp_path)
     proc = _pytest("tests/exercises", f"--impl={tmp_path / 'exercises'}", "-rs")
@@ -88,7 +81,7 @@ def _finish(text: str, solution: str, name: str) -> str:
 
 
 def test_the_generator_never_overwrites_a_students_work(tmp_path, capsys):
-    gen = _generator()
+    gen = load_tool("make_exercises")
     files, _ = gen.expected_files(root=tmp_path)
     assert gen.write(files, tmp_path) == []
     mine = tmp_path / "exercises" / "ch04_conditioning.py"

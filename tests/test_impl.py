@@ -19,6 +19,7 @@ import minidit.models.patch_embed as patch_embed
 from minidit.graded import graded_items
 from minidit.impl import ImplError, active_impl, explain, format_chapters, parse_impl, use_impl
 from minidit.models.dit import DiT
+from repo_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,18 +51,10 @@ def snapshot() -> dict:
 
 def stub_copy(tmp_path: Path) -> Path:
     """A student's folder of untouched stubs: the repository's generated exercise files."""
-    gen = _generator()
+    gen = load_tool("make_exercises")
     files, _ = gen.expected_files(root=tmp_path)
     gen.write({p: t for p, t in files.items() if p.parent.name == "exercises"}, tmp_path)
     return tmp_path / "exercises"
-
-
-def _generator():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_specs_name_a_folder_and_chapters():

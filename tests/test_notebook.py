@@ -1,7 +1,6 @@
 """minidit.notebook: the one-line setup, and try_exercise on a student's file (fresh each call, never raising)."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import torch
 
 from minidit import notebook
 from minidit.chapters import chapter_stem
+from repo_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 STEM = chapter_stem(3)  # ch03_tokens: patchify
@@ -41,9 +41,7 @@ def test_setup_prints_one_line_and_makes_exercises_importable(capsys, monkeypatc
 
 def stubs(tmp_path: Path, chapter: int) -> Path:
     """A folder holding the generated, untouched exercise file of ``chapter`` (whatever exercises/ holds)."""
-    spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "tools" / "make_exercises.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_tool("make_exercises")
     files, _ = gen.expected_files(root=tmp_path)
     folder = tmp_path / "stubs"
     folder.mkdir()

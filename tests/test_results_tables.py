@@ -12,6 +12,7 @@ import pytest
 from minidit.experiments import ablation, claims, frontier, scaling
 from minidit.experiments.common import RunSpec
 from minidit.experiments.grid import load_result, load_results
+from repo_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,10 +114,7 @@ def test_the_committed_latent_runs_are_the_recipe_and_show_what_chapter_9_says(m
 def test_the_frontier_tables_note_names_each_seed_count_once():
     """The note under the frontier table says how many seeds each compute has, naming each count
     once; a compute with one seed says so (no "± 0.0" and no "1 seeds")."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "tools" / "results_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = load_tool("results_tables")
     runs = [load_results(p.results) for p in frontier.PROFILES]
     note = tables.frontier_table(runs).splitlines()[-1]
     assert "mean ± std of 3 seeds at 979; mean ± std of 2 seeds at 5,875 and 35,248." in note
