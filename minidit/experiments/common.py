@@ -33,7 +33,7 @@ from minidit.training.ema import create_ema, ema_pairs
 from minidit.training.optim import create_optimizer, lr_at_step, set_lr
 from minidit.training.step import train_step
 
-from . import measure
+from . import measure   # its functions called as measure.f(): a stand-in put into measure reaches here too
 from .measure import DATA, DATA_VERSION, LATENT_DATASET, NUM_CLASSES
 
 
