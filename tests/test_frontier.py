@@ -136,6 +136,15 @@ def test_the_optimum_between_the_measured_sizes_is_the_parabolas_vertex():
     assert frontier.optimal_params(_profile(sizes, fids, 1000.0)) == pytest.approx(n0, rel=1e-9)
     # the bottom at the edge of the measured sizes: no interior optimum
     assert frontier.optimal_params(_profile(sizes, sorted(fids, reverse=True), 1000.0)) is None
+    # the largest model a hair ahead of its neighbour: a flat bottom, read off the parabola through
+    # the last three sizes, between the two best ones, nearer the better one
+    sizes = [50_000, 180_000, 700_000, 1_900_000]
+    flat = frontier.optimal_params(_profile(sizes, [20.0, 9.6, 8.15, 8.12], 1000.0))
+    assert np.sqrt(700_000 * 1_900_000) < flat < 1_900_000
+    # still falling steeply at the largest size (the parabola opens downwards), or falling less
+    # and less but with its bottom beyond the largest size: outside the measured range
+    assert frontier.optimal_params(_profile(sizes, [20.0, 10.0, 9.0, 6.0], 1000.0)) is None
+    assert frontier.optimal_params(_profile(sizes, [40.0, 20.0, 10.0, 8.0], 1000.0)) is None
 
 
 def test_the_optimums_growth_is_extrapolated_as_a_power_of_the_compute():

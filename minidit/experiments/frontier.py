@@ -128,15 +128,19 @@ def tied_with_optimum(rows: list[dict]) -> list[dict]:
 def optimal_params(rows: list[dict]) -> float | None:
     """The parameter count at the bottom of the profile, between the measured sizes: the vertex of
     the parabola through the best row and its two neighbours in log parameters vs log FID (how
-    Hoffmann et al., 2022, read the optimum off an IsoFLOP profile). None when the best row is the
-    smallest or the largest model: the bottom is then outside the measured range."""
+    Hoffmann et al., 2022, read the optimum off an IsoFLOP profile). When the best row is the
+    smallest or the largest model, the parabola goes through it and the two sizes next to it: its
+    vertex still lies inside the measured sizes when the edge is only a little ahead of its
+    neighbour (a flat bottom). None when the parabola has no bottom (it opens downwards) or its
+    bottom is outside the measured sizes."""
     i = rows.index(optimum(rows))
-    if i == 0 or i == len(rows) - 1:
-        return None
-    x = np.log([r["params"] for r in rows[i - 1:i + 2]])
-    y = np.log([r["fid_mean"] for r in rows[i - 1:i + 2]])
+    lo = min(max(i - 1, 0), len(rows) - 3)          # the three rows around the best one
+    x = np.log([r["params"] for r in rows[lo:lo + 3]])
+    y = np.log([r["fid_mean"] for r in rows[lo:lo + 3]])
     # y = a x^2 + b x + c through the three points; its minimum is at x* = -b / (2a)
     a, b, _ = np.polyfit(x, y, 2)
+    if a <= 0 or not x[0] <= -b / (2 * a) <= x[-1]:
+        return None
     return float(np.exp(-b / (2 * a)))
 
 
