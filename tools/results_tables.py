@@ -158,8 +158,11 @@ def frontier_table(results: list[list[dict]]) -> str:
     for n, c in zip(seeds, computes):
         at.setdefault(n, []).append(f"{c:,.0f}")
     measured = "; ".join(f"{f'mean ± std of {n} seeds' if n > 1 else 'one seed'} at {' and '.join(cs)}" for n, cs in at.items())
-    ties = [f"{r['model']} is within the seed spreads of it at {r['compute']:,.0f}"
-            for p in profiles for r in frontier.tied_with_optimum(p)]
+    ties = []    # per compute, the models level with its optimum, named together
+    for p, c in zip(profiles, computes):
+        level = [r["model"] for r in frontier.tied_with_optimum(p)]
+        if level:
+            ties.append(f"{' and '.join(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it at {c:,.0f}")
     steps = [prof.recipe().steps for prof, _ in ran]
     lines += ["", f"The training Gflops are the compute of {' / '.join(f'{n:,}' for n in steps)} steps of "
                   f"{frontier.REFERENCE}; every model trained with its own cosine schedule, final FID "

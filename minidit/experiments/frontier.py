@@ -20,18 +20,19 @@ DDPM steps, the glyphs classifier's features).
 
 The profile is measured at three computes, 1x, 6x and 36x that one (``--times``), to see where
 the optimum goes when the compute grows. The larger computes leave out the models already behind
-at the smaller one (A/4 at 6x, F/4 at 36x), and the larger have two seeds, the 1x three: at 36x
-the P/4 run alone takes 73 minutes of a core, and F/4 there would take four and a half hours. The
+at the smaller one (A/4 at 6x, F/4 at 36x); 1x and 36x have three seeds, 6x two (at 36x the P/4
+run alone takes 70 minutes of a core, and F/4 there would take four and a half hours). The
 optimum of each profile is read between the measured sizes (``optimal_params``) and its growth
 fitted as a power of the compute (``optimum_growth``). The 36x profile was run to test what the
 first two predicted: an optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K.
-Its first seed put it at 568K; with both seeds it lies at 883K, 41 % above the prediction, N/4
-the best model and T/4 within the seed spreads of it (its two seeds: FID 10.3 and 6.9).
+Its first seed put it at 568K; with all three seeds the bottom is flat between N/4 and T/4 (FID
+8.15 and 8.12 in the seed mean; T/4's seeds: 10.3, 6.9 and 7.2) and the parabola puts it at
+1.2M, about twice the prediction.
 
     python -m minidit.experiments.frontier --smoke
     python -m minidit.experiments.frontier --workers 2             # 1x (about 28 min on 2 cores)
     python -m minidit.experiments.frontier --times 6 --workers 2   # 6x (55 min)
-    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (2.5 hours)
+    python -m minidit.experiments.frontier --times 36 --workers 2  # 36x (3 hours 45 min)
     python -m minidit.experiments.frontier --report                # every profile and the optimum's growth
 """
 from __future__ import annotations
@@ -82,8 +83,9 @@ PROFILES = (
     Profile(1, MODELS, (0, 1, 2), ("DiT-A/4", "DiT-P/4")),
     # no A/4: it is already behind F/4 at 1x, and 120,000 steps of it would take 40 minutes a run
     Profile(6, MODELS[1:], (0, 1), ("DiT-F/4", "DiT-P/4")),
-    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours); P/4 takes 73 minutes a seed
-    Profile(36, MODELS[2:], (0, 1), ("DiT-P/4", "DiT-N/4")),
+    # no F/4 (behind P/4 at 6x; 387,000 steps, 4.5 hours); P/4 takes 70 minutes a seed, three
+    # seeds because T/4's first two differ by 3.3 FID, more than the gap between the models
+    Profile(36, MODELS[2:], (0, 1, 2), ("DiT-P/4", "DiT-N/4")),
 )
 PROFILE = {p.times: p for p in PROFILES}
 
@@ -189,8 +191,9 @@ def summarize(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _k(n: float) -> str:
-    return f"{n / 1e3:,.0f}K"
+def params_label(n: float) -> str:
+    """A parameter count as a reader says it: 86K, 1.20M."""
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:,.0f}K"
 
 
 def _and(items: list[str]) -> str:
@@ -205,15 +208,15 @@ def growth(profiles: list[list[dict]]) -> str:
     optima = [optimal_params(p) for p in profiles]
     if None in optima:
         return text
-    text += (" The parabola through the three sizes around each bottom puts the optimum at about "
-             f"{_and([_k(n) for n in optima])} parameters.")
+    text += (" The parabola through the three sizes nearest each bottom puts the optimum at about "
+             f"{_and([params_label(n) for n in optima])} parameters.")
     earlier = optimum_growth(profiles[:-1]) if len(profiles) > 2 else None
     if earlier is not None:
         a, k = earlier
         c = profiles[-1][0]["compute"]
         text += (f" Grown as C^{a:.2f} from the first {len(profiles) - 1} profiles, the optimum at {c:,.0f} "
-                 f"training Gflops was predicted at about {_k(k * c ** a)} parameters; the parabola puts it at "
-                 f"{_k(optima[-1])}.")
+                 f"training Gflops was predicted at about {params_label(k * c ** a)} parameters; the parabola puts it at "
+                 f"{params_label(optima[-1])}.")
     largest = max((p[-1] for p in profiles), key=lambda r: r["params"])
     fitted = compute_for_params(profiles, largest["params"])
     if fitted is not None:
@@ -240,7 +243,7 @@ def main(argv=None) -> list[dict]:
                          seeds="the profile's")
     p.add_argument("--times", type=int, choices=sorted(PROFILE), default=None,
                    help="the profile at this many times the base compute (default 1; 6: DiT-F/4 to DiT-T/4, "
-                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, 2.5 hours)")
+                        "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, 3 hours 45 minutes)")
     p.set_defaults(seeds=None)   # the default is the profile's
     args = p.parse_args(argv)
     prof = PROFILE[args.times or 1]
