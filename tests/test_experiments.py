@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from minidit.experiments import ablation, common, cost, grid, measure, scaling
+from minidit.experiments import ablation, common, cost, frontier, grid, latent, measure, scaling
 from minidit.experiments.common import Recipe
 from minidit.flops import count_gflops, mfu, peak_throughput, sampling_compute_gflops, training_compute_gflops
 from minidit.metrics import fid_from_features
@@ -172,6 +172,25 @@ def test_one_recipe_for_both_experiments():
         model = common.build_model(scaling.RECIPE.spec(m))
         assert model.config["hidden_size"] >= model.patch_size ** 2 * model.in_channels and model.input_size == 16
 
+
+
+@pytest.mark.parametrize("experiment, defaults", [
+    ("scaling", ["(default 1,500;", "samples per FID (default 500)", "FID samples (default 25)",
+                 "(default 1; 1 is none)", "(default 10,25,50)"]),
+    ("latent", ["(default 5,000;", "samples per FID (default 500)", "FID samples (default 50)",
+                "(default 4; 1 is none)", "separated (default none)"]),
+    ("frontier", ["(default 20,000 times --times, of DiT-A/4;", "separated (default none)"]),
+])
+def test_each_experiments_help_names_its_own_recipe(experiment, defaults, monkeypatch, capsys):
+    """The shared recipe flags say what a run gets without them: the experiment's recipe, not one
+    experiment's numbers for all."""
+    monkeypatch.setenv("COLUMNS", "200")          # one help line per flag
+    main = {"scaling": scaling.main, "latent": latent.main, "frontier": frontier.main}[experiment]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for text in defaults:
+        assert text in out, text
 
 def test_summaries_on_hand_made_results():
     def fake(model, gflops, fids):

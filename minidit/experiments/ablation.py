@@ -184,7 +184,7 @@ def variants_of(arg: str) -> tuple[str, ...]:
 
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.ablation",
-                         "DiT conditioning ablation (Figure 5) at CPU scale on 16x16 glyphs", seeds="0,1,2")
+                         "DiT conditioning ablation (Figure 5) at CPU scale on 16x16 glyphs", RECIPE, seeds="0,1,2")
     p.add_argument("--model", default=MODEL, help=f"model for all variants (default {MODEL})")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated conditioning variants")
     args = p.parse_args(argv)

@@ -21,17 +21,25 @@ from .common import Recipe, RunSpec
 from .grid import load_results, run_grid
 
 
-def build_parser(prog: str, description: str, seeds: str = "0") -> argparse.ArgumentParser:
-    """The flags of the shared recipe (not given: the recipe's value) and of the output."""
+def build_parser(prog: str, description: str, recipe: Recipe, seeds: str = "0",
+                 steps: str | None = None) -> argparse.ArgumentParser:
+    """The flags of the shared recipe and of the output. A recipe flag not given keeps the value of
+    ``recipe`` (the experiment's), which its help names; ``steps`` replaces the help's default for
+    ``--steps`` where it is not one number."""
     p = argparse.ArgumentParser(prog=prog, description=description)
+    sweep = ",".join(map(str, recipe.sweep_steps)) or "none"
     p.add_argument("--smoke", action="store_true", help="a tiny run in seconds (also MINIDIT_SMOKE=1)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the recipe's; smoke 20)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"training steps per run (default {steps or f'{recipe.steps:,}'}; --smoke: far fewer)")
     p.add_argument("--seeds", default=seeds, help=f"comma-separated seeds (default {seeds})")
-    p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the recipe's, 64)")
-    p.add_argument("--fid-samples", type=int, default=None, help="samples per FID (default: the recipe's; ablation 500, scaling 1000)")
-    p.add_argument("--sampling-steps", type=int, default=None, help="respaced DDPM steps for FID (default: the recipe's; ablation 50, scaling 25)")
-    p.add_argument("--cfg-scale", type=float, default=None, help="guidance for FID samples (default 1.0: none)")
-    p.add_argument("--sweep-steps", default=None, help="sampling steps tried on the final model (default 10,25,50)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"images per step (default {recipe.batch_size})")
+    p.add_argument("--fid-samples", type=int, default=None, help=f"samples per FID (default {recipe.fid_samples})")
+    p.add_argument("--sampling-steps", type=int, default=None,
+                   help=f"respaced DDPM steps of the FID samples (default {recipe.sampling_steps})")
+    p.add_argument("--cfg-scale", type=float, default=None,
+                   help=f"guidance of the FID samples (default {recipe.cfg_scale:g}; 1 is none)")
+    p.add_argument("--sweep-steps", default=None,
+                   help=f"sampling-step counts tried on the final model, comma-separated (default {sweep})")
     p.add_argument("--out", default=None, help="results folder (default: the minidit cache)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these models are tiny, and on a busy machine extra "

@@ -240,7 +240,8 @@ def report_all(results: list[dict]) -> str:
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.frontier",
                          "the compute-optimal frontier: model sizes of patch 4 at one training compute",
-                         seeds="the profile's")
+                         RECIPE, seeds="the profile's",
+                         steps=f"{RECIPE.steps:,} times --times, of {REFERENCE}; each model gets as many as its compute allows")
     p.add_argument("--times", type=int, choices=sorted(PROFILE), default=None,
                    help="the profile at this many times the base compute (default 1; 6: DiT-F/4 to DiT-T/4, "
                         "55 minutes on 2 cores; 36: DiT-P/4 to DiT-T/4, 3 hours 45 minutes)")

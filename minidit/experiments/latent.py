@@ -113,7 +113,7 @@ def summarize(results: list[dict]) -> str:
 
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.latent",
-                         "latent vs pixel DiT on 32x32 shapes at equal training compute", seeds="0,1")
+                         "latent vs pixel DiT on 32x32 shapes at equal training compute", RECIPE, seeds="0,1")
     args = p.parse_args(argv)
     if args.report:
         return cli.report(args, RESULTS, summarize)

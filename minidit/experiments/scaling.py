@@ -290,7 +290,7 @@ def models_of(arg: str | None, smoke: bool) -> tuple[str, ...]:
 
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.scaling",
-                         "DiT scaling study (Figures 8-10) at CPU scale on 16x16 glyphs", seeds="0,1")
+                         "DiT scaling study (Figures 8-10) at CPU scale on 16x16 glyphs", RECIPE, seeds="0,1")
     p.add_argument("--models", default=None,
                    help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all'; default: the 9 of "
                         "families P, N, T x patches 8, 4, 2")
