@@ -116,11 +116,15 @@ def test_the_frontier_tables_note_names_each_seed_count_once():
     once; a compute with one seed says so (no "± 0.0" and no "1 seeds")."""
     tables = load_tool("results_tables")
     runs = [load_results(p.results) for p in frontier.PROFILES]
-    note = tables.frontier_table(runs).splitlines()[-1]
+    full = tables.frontier_table(runs)
+    note = full.splitlines()[-1]
+    # FIDs under 10 with two decimals: at 36x the best two differ by hundredths
+    assert "| 24,087 | 8.15 ± 0.46 |" in full and "| 9,162 | **8.13 ± 1.85** |" in full
+    assert "| 17,332 | **17.3 ± 3.1** |" in full
     assert "mean ± std of 3 seeds at 979 and 35,248; mean ± std of 2 seeds at 5,875." in note
     # the models level with one compute's optimum are named together, once
     assert "DiT-P/4 is within the seed spreads of it at 979; DiT-P/4 and DiT-N/4 are within the seed spreads of it at 35,248." in note
     first_seed = runs[:2] + [[r for r in runs[2] if r["spec"]["seed"] == 0]]
     table = tables.frontier_table(first_seed)
     assert "of 2 seeds at 5,875; one seed at 35,248." in table and "1 seeds" not in table
-    assert "| 103,991 | 10.1 |" in table and "| 24,087 | **8.7** |" in table      # one value, no spread
+    assert "| 103,991 | 10.1 |" in table and "| 24,087 | **8.66** |" in table     # one value, no spread; two decimals below 10

@@ -162,7 +162,7 @@ def frontier_table(results: list[list[dict]]) -> str:
     for p, c in zip(profiles, computes):
         level = [r["model"] for r in frontier.tied_with_optimum(p)]
         if level:
-            ties.append(f"{' and '.join(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it at {c:,.0f}")
+            ties.append(f"{frontier.and_list(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it at {c:,.0f}")
     steps = [prof.recipe().steps for prof, _ in ran]
     lines += ["", f"The training Gflops are the compute of {' / '.join(f'{n:,}' for n in steps)} steps of "
                   f"{frontier.REFERENCE}; every model trained with its own cosine schedule, final FID "

@@ -26,7 +26,7 @@ optimum of each profile is read between the measured sizes (``optimal_params``) 
 fitted as a power of the compute (``optimum_growth``). The 36x profile was run to test what the
 first two predicted: an optimum grown as C^0.55 to about 630K parameters, just below N/4's 728K.
 Its first seed put it at 568K; with all three seeds the bottom is flat between N/4 and T/4 (FID
-8.15 and 8.12 in the seed mean; T/4's seeds: 10.3, 6.9 and 7.2) and the parabola puts it at
+8.15 and 8.13 in the seed mean; T/4's seeds: 10.3, 6.9 and 7.2) and the parabola puts it at
 1.2M, about twice the prediction.
 
     python -m minidit.experiments.frontier --smoke
@@ -108,10 +108,13 @@ def profile(results: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: r["params"])
 
 
-def spread(row: dict, name: str = "fid", digits: int = 1) -> str:
+def spread(row: dict, name: str = "fid", digits: int | None = None) -> str:
     """The row's ``name`` (``fid``, ``acc``) as mean ± std, or the one value when it has one seed
-    (no spread to show)."""
+    (no spread to show). ``digits`` after the point; by default 1, or 2 below 10, where the
+    profiles' best models differ by hundredths (36x: N/4 8.15, T/4 8.13)."""
     mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+    if digits is None:
+        digits = 2 if abs(mean) < 10 else 1
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if row["seeds"] > 1 else f"{mean:.{digits}f}"
 
 
@@ -184,7 +187,8 @@ def summarize(results: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['params']:,} | {r['gflops'] * 1e3:.3f} | {r['steps']:,} | "
                      f"{r['compute']:.0f} | {r['train_seconds']:.0f} | {spread(r)} | {spread(r, 'acc', 3)} |")
     seeds = max(r["seeds"] for r in rows)
-    tied = "".join(f"; {r['model']} is within the seed spreads of it" for r in tied_with_optimum(rows))
+    level = [r["model"] for r in tied_with_optimum(rows)]
+    tied = f"; {and_list(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it" if level else ""
     lines.append(f"\n({f'mean ± std over {seeds} seeds' if seeds > 1 else 'one seed'}) The compute-optimal model here: "
                  f"{best['model']} ({best['params']:,} parameters){tied}. Below it a larger model is better at "
                  f"equal compute (the paper's Figure 9), above it a smaller one.")
@@ -196,20 +200,21 @@ def params_label(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:,.0f}K"
 
 
-def _and(items: list[str]) -> str:
+def and_list(items: list[str]) -> str:
+    """``["a", "b", "c"]`` as the prose says it: "a, b and c"."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def growth(profiles: list[list[dict]]) -> str:
     """Sentences on the profiles (the rows of ``profile``, smallest compute first): the optimum at
     each compute, what the earlier profiles predicted for the last one, and the fitted growth."""
-    at = _and([f"{optimum(p)['model']} at {p[0]['compute']:,.0f}" for p in profiles])
+    at = and_list([f"{optimum(p)['model']} at {p[0]['compute']:,.0f}" for p in profiles])
     text = f"The compute-optimal model: {at} training Gflops."
     optima = [optimal_params(p) for p in profiles]
     if None in optima:
         return text
     text += (" The parabola through the three sizes nearest each bottom puts the optimum at about "
-             f"{_and([params_label(n) for n in optima])} parameters.")
+             f"{and_list([params_label(n) for n in optima])} parameters.")
     earlier = optimum_growth(profiles[:-1]) if len(profiles) > 2 else None
     if earlier is not None:
         a, k = earlier
