@@ -2,6 +2,8 @@
 below P, the equal-compute specs, the CLI, and what the committed runs show."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,10 @@ def test_the_optimum_between_the_measured_sizes_is_the_parabolas_vertex():
     # and less but with its bottom beyond the largest size: outside the measured range
     assert frontier.optimal_params(_profile(sizes, [20.0, 10.0, 9.0, 6.0], 1000.0)) is None
     assert frontier.optimal_params(_profile(sizes, [40.0, 20.0, 10.0, 8.0], 1000.0)) is None
+    # two sizes (a smoke profile): no parabola, no optimum, and no fit attempted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert frontier.optimal_params(_profile(sizes[:2], [20.0, 10.0], 1000.0)) is None
 
 
 def test_the_optimums_growth_is_extrapolated_as_a_power_of_the_compute():

@@ -137,7 +137,9 @@ def optimal_params(rows: list[dict]) -> float | None:
     smallest or the largest model, the parabola goes through it and the two sizes next to it: its
     vertex still lies inside the measured sizes when the edge is only a little ahead of its
     neighbour (a flat bottom). None when the parabola has no bottom (it opens downwards) or its
-    bottom is outside the measured sizes."""
+    bottom is outside the measured sizes, and with fewer than three sizes (no parabola to fit)."""
+    if len(rows) < 3:
+        return None
     i = rows.index(optimum(rows))
     lo = min(max(i - 1, 0), len(rows) - 3)          # the three rows around the best one
     x = np.log([r["params"] for r in rows[lo:lo + 3]])
