@@ -173,7 +173,6 @@ def test_one_recipe_for_both_experiments():
         assert model.config["hidden_size"] >= model.patch_size ** 2 * model.in_channels and model.input_size == 16
 
 
-
 @pytest.mark.parametrize("experiment, defaults", [
     ("scaling", ["(default 1,500;", "samples per FID (default 500)", "FID samples (default 25)",
                  "(default 1; 1 is none)", "(default 10,25,50)"]),
@@ -191,6 +190,7 @@ def test_each_experiments_help_names_its_own_recipe(experiment, defaults, monkey
     out = capsys.readouterr().out
     for text in defaults:
         assert text in out, text
+
 
 def test_summaries_on_hand_made_results():
     def fake(model, gflops, fids):

@@ -157,12 +157,9 @@ def frontier_table(results: list[list[dict]]) -> str:
     at = {}   # seed count -> the computes measured with it, so each count is named once
     for n, c in zip(seeds, computes):
         at.setdefault(n, []).append(f"{c:,.0f}")
-    measured = "; ".join(f"{f'mean ± std of {n} seeds' if n > 1 else 'one seed'} at {' and '.join(cs)}" for n, cs in at.items())
-    ties = []    # per compute, the models level with its optimum, named together
-    for p, c in zip(profiles, computes):
-        level = [r["model"] for r in frontier.tied_with_optimum(p)]
-        if level:
-            ties.append(f"{frontier.and_list(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it at {c:,.0f}")
+    measured = "; ".join(f"{f'mean ± std of {n} seeds' if n > 1 else 'one seed'} at {frontier.and_list(cs)}"
+                         for n, cs in at.items())
+    ties = [f"{level} at {c:,.0f}" for level, c in zip(map(frontier.level_with_optimum, profiles), computes) if level]
     steps = [prof.recipe().steps for prof, _ in ran]
     lines += ["", f"The training Gflops are the compute of {' / '.join(f'{n:,}' for n in steps)} steps of "
                   f"{frontier.REFERENCE}; every model trained with its own cosine schedule, final FID "

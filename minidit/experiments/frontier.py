@@ -130,6 +130,15 @@ def tied_with_optimum(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r is not best and r["fid_mean"] - r["fid_std"] <= best["fid_mean"] + best["fid_std"]]
 
 
+def level_with_optimum(rows: list[dict]) -> str:
+    """The sentence naming the models within the seed spreads of the optimum ("DiT-P/4 and DiT-N/4
+    are within the seed spreads of it"), or "" when none is."""
+    level = [r["model"] for r in tied_with_optimum(rows)]
+    if not level:
+        return ""
+    return f"{and_list(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it"
+
+
 def optimal_params(rows: list[dict]) -> float | None:
     """The parameter count at the bottom of the profile, between the measured sizes: the vertex of
     the parabola through the best row and its two neighbours in log parameters vs log FID (how
@@ -189,8 +198,8 @@ def summarize(results: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['params']:,} | {r['gflops'] * 1e3:.3f} | {r['steps']:,} | "
                      f"{r['compute']:.0f} | {r['train_seconds']:.0f} | {spread(r)} | {spread(r, 'acc', 3)} |")
     seeds = max(r["seeds"] for r in rows)
-    level = [r["model"] for r in tied_with_optimum(rows)]
-    tied = f"; {and_list(level)} {'is' if len(level) == 1 else 'are'} within the seed spreads of it" if level else ""
+    level = level_with_optimum(rows)
+    tied = f"; {level}" if level else ""
     lines.append(f"\n({f'mean ± std over {seeds} seeds' if seeds > 1 else 'one seed'}) The compute-optimal model here: "
                  f"{best['model']} ({best['params']:,} parameters){tied}. Below it a larger model is better at "
                  f"equal compute (the paper's Figure 9), above it a smaller one.")
