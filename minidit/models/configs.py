@@ -10,6 +10,11 @@ and 8 (the scaling study's 16x16 glyphs take patches 8, 4, 2: 4, 16, 64 tokens, 
 32x32 latents take 8, 4, 2 for 16, 64, 256). Their widths are at least p^2 C for every patch
 size they are used with (P/8 on grey 16x16: 64 = 8 * 8 * 1), so no token is squeezed through a
 residual stream narrower than its own pixels (the paper has D / (p^2 C) = 1.5 for DiT-S/8).
+The rule is not taste: the model predicts the noise of every pixel, and a token's p^2 C noise
+values cannot all pass through fewer than p^2 C numbers. Measured on the glyphs with the scaling
+recipe: a width-32 model on 8x8 patches (2 blocks, 64 pixels a token) still had a training loss
+of 0.56 and FID 916 (samples at chance class accuracy) after 56,000 steps; P/8 (width 64)
+reaches 0.10 in 6,000.
 Every constructor takes the official keyword arguments (``input_size``, ``in_channels``,
 ``num_classes``, ``learn_sigma``, ``class_dropout_prob``) and minidit's (``conditioning``,
 ``fused_attn``, ``grad_checkpointing``).
@@ -82,7 +87,8 @@ DiT_models = {
     "DiT-N/1": DiT_N_1, "DiT-N/2": DiT_N_2, "DiT-N/4": DiT_N_4, "DiT-N/8": DiT_N_8,
     "DiT-P/1": DiT_P_1, "DiT-P/2": DiT_P_2, "DiT-P/4": DiT_P_4, "DiT-P/8": DiT_P_8,
     # below P, for the compute-optimal frontier (experiments/frontier.py); patches 2 and 4 only,
-    # since an 8x8 patch of 16x16 glyphs (64 numbers) would not fit their width of 32
+    # since an 8x8 patch of 16x16 glyphs (64 numbers) would not fit their width of 32 (the
+    # module's docstring has the measured cost)
     "DiT-F/2": DiT_F_2, "DiT-F/4": DiT_F_4, "DiT-A/2": DiT_A_2, "DiT-A/4": DiT_A_4,
 }
 
