@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a GPU machine: the GPU checks; the training-step benchmark for DiT-XL/2
-# (the official loop's per-step work with its VAE, then baseline -> bf16 -> compile, with MFU); a
+# (the official loop's per-step work with its VAE, then baseline -> bf16 -> compile, with MFU); the
+# training throughput of the paper's 12 grid models ($OUT/gpu_grid_throughput.json); a
 # 1-GPU torchrun NCCL training run (bf16 + compile) and its resume; model throughput for DiT-XL/2
 # and DiT-B/4 vs diffusers; sampling; and a headline XL/2 run at batch 128. It keeps to a time
 # budget (GPU_CHECK_BUDGET_S, default 520 s): a step that would not fit is skipped and reported, so
@@ -51,6 +52,12 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   echo "== installing the carried wheels into $SITE: $(cd .whl && echo *.whl)"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" .whl/*.whl \
     && export PYTHONPATH="$ROOT:$SITE${PYTHONPATH#"$ROOT"}"  # the repo, then the wheels, then the rest
+  # a carried diffusers that does not import beside the machine's own packages would fail every
+  # comparison: then go on without it (the scripts time minidit alone and say so)
+  if ! "$PY" -c "import diffusers" 2> /tmp/minidit-diffusers-import.txt; then
+    echo "== the carried diffusers does not import here ($(tail -1 /tmp/minidit-diffusers-import.txt)): going on without it"
+    export PYTHONPATH="$ROOT"
+  fi
 fi
 BUDGET=${GPU_CHECK_BUDGET_S:-$([ $MODE = dry ] && echo 1800 || echo 520)}
 TABLE="$OUT/gpu_table.md"
@@ -100,6 +107,7 @@ if [ $MODE = dry ]; then
   MODEL_BENCH=(--models DiT-P/2 DiT-P/4 "${TINY[@]}" --batch-size 4 --reps 1 --warmup 0 --precision bf16 fp32)
   SAMPLE_BENCH=(--model DiT-P/2 "${TINY[@]}" --num-samples 2 --reps 1 --warmup 0 --precision bf16)
   HEADLINE=(--model DiT-P/2 "${TINY[@]}" --batch-size 8 --reps 2 --warmup 2 --variants bf16-fused)
+  GRID_BENCH=(--models DiT-P/2 DiT-P/4 --input-size 8 --num-classes 10 --batch-sizes 2 4 --reps 1 --warmup 2)
   HEADLINE_NAME="headline (dry run: DiT-P/2 bf16 + fused AdamW, batch 8)"
 else
   if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -111,6 +119,8 @@ else
   # batch 64: every variant fits in 80 GB (fp32 XL/2 needs about 0.5 GB of activations per image)
   STEP_BENCH=(--model DiT-XL/2 --batch-size 64 --reps 6 --warmup 3
               --variants fast official baseline bf16-fused bf16 fused-adamw grad-ckpt naive-optim)
+  # the paper's 12 grid models: per-GPU batch 32 (256 over 8 GPUs) and 256 (one GPU)
+  GRID_BENCH=(--batch-sizes 32 256 --reps 6 --warmup 3)
   TRAIN=(--preset digits --device cuda --max-steps 40 --log-every 10 --ckpt-every 20 --precision bf16 --compile
          --num-workers 2)
   MODEL_BENCH=(--models DiT-XL/2 DiT-B/4 --batch-size 64 --reps 8 --warmup 3 --precision bf16 fp32)
@@ -123,6 +133,9 @@ fi
 step "GPU checks (diffusers, bf16, compile, grad ckpt, no syncs)" 150 60 \
   "$PY" benchmarks/gpu_checks.py "${DEV[@]}" "${CHECKS[@]}"
 step "training step benchmark" 210 120 "$PY" benchmarks/bench_train_step.py "${DEV[@]}" "${STEP_BENCH[@]}" --out "$TABLE"
+
+step "grid models' training throughput" 150 60 "$PY" benchmarks/bench_gpu_grid.py "${DEV[@]}" "${GRID_BENCH[@]}" \
+  --out "$TABLE" --json "$OUT/gpu_grid_throughput.json"
 
 # a 1-GPU torchrun run (NCCL on a GPU, gloo on CPU), then --resume from its last checkpoint
 LAST=$(grep -o -- '--max-steps [0-9]*' <<< "${TRAIN[*]}" | awk '{print $2}')

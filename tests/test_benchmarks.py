@@ -9,6 +9,7 @@ may lack it unless its wheel is carried along).
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,22 +37,28 @@ def test_gpu_check_dry_run_passes_every_step_and_writes_the_tables(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     table = (tmp_path / "gpu_table.md").read_text()
     steps = step_rows(table)
-    assert len(steps) == 8 and set(steps.values()) == {"ok"}, steps
+    assert len(steps) == 9 and set(steps.values()) == {"ok"}, steps
     assert "torchrun resume to step 8" in steps
-    for heading in ("### Training step", "### Model throughput", "### Sampling"):
+    for heading in ("### Training step", "### Training throughput of the grid models", "### Model throughput",
+                    "### Sampling"):
         assert heading in table
+    # the grid step's JSON: a row per model and batch size asked for, in order
+    grid = json.loads((tmp_path / "gpu_grid_throughput.json").read_text())
+    assert [(r["model"], r["batch_size"]) for r in grid["rows"]] == [
+        ("DiT-P/2", 2), ("DiT-P/2", 4), ("DiT-P/4", 2), ("DiT-P/4", 4)]
+    assert grid["variant"] == "bf16-fused" and all(r["images_per_second"] > 0 for r in grid["rows"])
     # the training-step table has a row per variant asked for, the diffusers comparison ran
     assert "| bf16-fused | bf16 | no | no | fused |" in table and "| naive-optim | fp32 |" in table
     assert "| official | fp32 | no | no | foreach | loop |" in table  # with the VAE every step
     assert "[PASS] minidit == diffusers" in r.stdout
-    assert (tmp_path / "gpu_check.log").read_text().count("-- ") >= 8
+    assert (tmp_path / "gpu_check.log").read_text().count("-- ") >= 9
 
 
 def test_gpu_check_skips_steps_that_do_not_fit_its_budget(tmp_path):
     r = run(["bash", str(SCRIPT), "--cpu-dry-run"], tmp_path, GPU_CHECK_BUDGET_S="5")
     assert r.returncode == 0, r.stdout[-3000:]
     steps = step_rows((tmp_path / "gpu_table.md").read_text())
-    assert len(steps) == 8 and all(v.startswith("skipped") for v in steps.values()), steps
+    assert len(steps) == 9 and all(v.startswith("skipped") for v in steps.values()), steps
     assert "FAILED" not in r.stdout
 
 
