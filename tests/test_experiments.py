@@ -54,6 +54,58 @@ def test_grid_runs_caches_and_skips_finished_configs(tmp_path, pixel_features, m
     assert grid.load_result(tmp_path, tiny_specs(steps=6)[0]) is None
 
 
+def fake_finished(out_dir, spec):
+    """A finished result of ``spec`` written where the grid keeps it (no training)."""
+    grid.save_result(out_dir, spec, dict(spec=spec.to_json(), checkpoints=[dict(step=spec.steps, fid=50.0)], sweep=[]))
+
+
+def test_a_grid_never_overwrites_a_finished_run_of_other_settings_in_a_users_folder(tmp_path, monkeypatch):
+    """A run's file name has no step count: the grid run and the compute-matched run of one model
+    share it. Into one --out folder the second must be refused before anything trains."""
+    monkeypatch.setattr(grid, "run_experiment", lambda *a, **k: pytest.fail("trained despite a conflict"))
+    short, long = tiny_specs()[0], tiny_specs(steps=6)[0]
+    assert short.key() == long.key()
+    fake_finished(tmp_path, short)
+    before = (tmp_path / f"{short.key()}.json").read_text()
+    with pytest.raises(ValueError, match=r"holds a finished run made with other settings \(steps 4 -> 6, "
+                                         r"checkpoints \[2, 4\] -> \[3, 6\]\).*another --out folder"):
+        grid.run_grid([long], tmp_path, desc="test", verbose=False, keep_others=True)
+    assert (tmp_path / f"{short.key()}.json").read_text() == before
+    # two runs of ONE grid with one file name: refused whatever the folder
+    with pytest.raises(ValueError, match="would both write DiT-P_4-adaLN-Zero-seed0.json.*separate --out"):
+        grid.run_grid([short, long], tmp_path / "empty", desc="test", verbose=False)
+    # the same spec again is a cache hit, not a conflict
+    assert grid.run_grid([short, short], tmp_path, desc="test", verbose=False, keep_others=True)[0]["checkpoints"]
+
+
+def test_an_unfinished_or_own_cache_result_is_replaced(tmp_path, monkeypatch):
+    """In minidit's cache an old result is stale (the recipe changed): it is re-run, as is a file
+    that holds no finished run. Only finished runs in a user's folder are kept."""
+    trained = []
+    monkeypatch.setattr(grid, "run_experiment",
+                        lambda spec, **k: trained.append(spec.steps) or dict(spec=spec.to_json(), checkpoints=[
+                            dict(step=spec.steps, fid=1.0)], sweep=[]))
+    short, long = tiny_specs()[0], tiny_specs(steps=6)[0]
+    fake_finished(tmp_path, short)
+    grid.run_grid([long], tmp_path, desc="test", verbose=False)            # keep_others=False: replaced
+    path = tmp_path / f"{short.key()}.json"
+    assert trained == [6] and json.loads(path.read_text())["spec"]["steps"] == 6
+    path.write_text(json.dumps(dict(spec=long.to_json(), checkpoints=[], diverged_at_step=1)))
+    grid.run_grid([short], tmp_path, desc="test", verbose=False, keep_others=True)  # not finished: replaced
+    assert trained == [6, 4]
+
+
+def test_the_experiment_command_line_refuses_the_overwrite_in_one_line(tmp_path):
+    spec = scaling.grid_specs(("DiT-P/8",), scaling.RECIPE, seeds=(0,))[0]
+    fake_finished(tmp_path, spec)
+    r = subprocess.run([sys.executable, "-m", "minidit.experiments.scaling", "--models", "DiT-P/8", "--seeds", "0",
+                        "--steps", "7", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, MINIDIT_SMOKE="0"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"error: {tmp_path / spec.key()}.json holds a finished run made with other settings "
+                               f"(steps {spec.steps:,} -> 7".replace(",", "")) and "Traceback" not in r.stderr
+
+
 def test_same_spec_same_numbers(tmp_path, pixel_features):
     """Seeded end to end: the same spec gives the same FIDs (so grids are comparable run to run)."""
     spec = tiny_specs(sweep_steps=())[0]

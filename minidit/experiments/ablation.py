@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minidit.errors import run_cli
 from minidit.models import CONDITIONINGS
 
 from . import cli, scaling
@@ -198,4 +199,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

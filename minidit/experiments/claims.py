@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minidit.errors import add_debug_flag, run_cli
+
 from .grid import finished, load_results
 from .scaling import RESULTS, RESULTS_MATCHED, correlations
 
@@ -183,6 +185,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=None, help=f"results folder (default: the committed grid, {RESULTS})")
     p.add_argument("--matched", default=None, help="folder of compute-matched runs for Figure 9 (default: the "
                    f"committed ones, {RESULTS_MATCHED}, with the committed grid; none with --out)")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     results = load_results(Path(args.out) if args.out else RESULTS)
     matched_dir = Path(args.matched) if args.matched else (None if args.out else RESULTS_MATCHED)
@@ -193,4 +196,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -16,6 +16,7 @@ import torch
 
 from minidit.env import cache_dir, configure_torch
 from minidit.env import smoke as smoke_mode
+from minidit.errors import add_debug_flag
 
 from .common import Recipe, RunSpec
 from .grid import load_results, run_grid
@@ -47,6 +48,7 @@ def build_parser(prog: str, description: str, recipe: Recipe, seeds: str = "0",
     p.add_argument("--workers", type=int, default=1,
                    help="processes training runs side by side (default 1; one per CPU core is fastest)")
     p.add_argument("--report", action="store_true", help="print the tables of the committed results (with --out DIR: of that folder), train nothing")
+    add_debug_flag(p)
     return p
 
 
@@ -85,9 +87,11 @@ def report(args: argparse.Namespace, committed: Path, summarize) -> list[dict]:
 
 
 def run_and_report(specs: list[RunSpec], out: Path, summarize, desc: str, workers: int = 1) -> list[dict]:
-    """Run the specs not cached in ``out`` yet, then print the tables of all of them."""
+    """Run the specs not cached in ``out`` yet, then print the tables of all of them. In a folder of
+    the user's (``--out``), a finished run of other settings is never overwritten."""
     t0 = time.time()
-    results = [r for r in run_grid(specs, out, desc=desc, workers=workers) if r is not None]
+    theirs = not Path(out).resolve().is_relative_to(Path(cache_dir("experiments")).resolve())
+    results = [r for r in run_grid(specs, out, desc=desc, workers=workers, keep_others=theirs) if r is not None]
     print(summarize(results))
     print(f"\n{len(results)} runs in {out} ({time.time() - t0:.0f} s this time)")
     return results

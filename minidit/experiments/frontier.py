@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minidit.errors import run_cli
+
 from . import claims, cli, scaling
 from .common import Recipe, RunSpec, model_facts
 from .grid import load_results
@@ -274,4 +276,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

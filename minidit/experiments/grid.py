@@ -47,13 +47,51 @@ def save_result(out_dir: str | Path, spec: RunSpec, result: dict) -> Path:
 
 def load_results(out_dir: str | Path) -> list[dict]:
     """Every cached result in ``out_dir`` (any settings), sorted by model then conditioning."""
+    return load_results_of(sorted(Path(out_dir).glob("*.json")))
+
+
+def load_results_of(paths: list[Path]) -> list[dict]:
+    """The results in the files ``paths`` that exist and parse (a half-written file never does)."""
     out = []
-    for p in sorted(Path(out_dir).glob("*.json")):
+    for p in paths:
         try:
             out.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
+        except (FileNotFoundError, json.JSONDecodeError):
             continue
     return out
+
+
+def _differences(old: dict, new: dict) -> str:
+    """The settings two spec dicts differ in, as ``name old -> new`` (the first four)."""
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    text = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in keys[:4])
+    return text + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def check_overwrites(specs: list[RunSpec], out_dir: str | Path, keep_others: bool = True) -> None:
+    """Refuse a grid that would overwrite a result, before anything trains.
+
+    A run's file is named by ``RunSpec.key`` (model, space, conditioning, seed), not by its steps or
+    recipe: a scaling run and the compute-matched run of the same model share a name. So two specs
+    of one grid with one file name are refused, and (``keep_others``) so is a run whose file already
+    holds a FINISHED run made with other settings -- in a folder the user named, that result is
+    theirs. In minidit's own cache folders an old result is just stale and is replaced.
+    """
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        other = seen.setdefault(spec.key(), spec)
+        if other is not spec and other.to_json() != spec.to_json():
+            raise ValueError(f"two runs of this grid would both write {result_path(out_dir, spec).name} "
+                             f"({_differences(other.to_json(), spec.to_json())}): run them into separate --out folders")
+    if not keep_others:
+        return
+    for spec in seen.values():
+        path = result_path(out_dir, spec)
+        old = finished(load_results_of([path]))
+        if old and old[0]["spec"] != spec.to_json():
+            raise ValueError(f"{path} holds a finished run made with other settings "
+                             f"({_differences(old[0]['spec'], spec.to_json())}); this grid would overwrite it. "
+                             f"Keep both with another --out folder, or delete that file to replace it")
 
 
 def finished(results: list[dict]) -> list[dict]:
@@ -127,14 +165,16 @@ def _worker(specs: list[RunSpec], out_dir: str, threads: int) -> None:
 
 
 def run_grid(specs: list[RunSpec], out_dir: str | Path, desc: str, device="cpu", verbose: bool = True,
-             workers: int = 1) -> list[dict]:
+             workers: int = 1, keep_others: bool = False) -> list[dict]:
     """Run every spec not cached yet in ``out_dir`` (one tqdm bar over this process's training steps).
 
     ``workers > 1`` starts that many processes in all (this one included), each taking the next
     unclaimed run; one thread each is the fastest use of a CPU's cores for models this small.
     With several workers the longest runs go first (``longest_first``), so that they finish
     together. Several separate commands on one ``out_dir`` share the work the same way.
+    ``keep_others``: refuse to overwrite a finished run of other settings (``check_overwrites``).
     """
+    check_overwrites(specs, out_dir, keep_others)
     todo = [s for s in specs if load_result(out_dir, s) is None]
     if verbose:
         print(f"{desc}: {len(specs)} runs, {len(specs) - len(todo)} cached in {out_dir}, {len(todo)} to train"

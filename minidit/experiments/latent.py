@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from minidit.errors import run_cli
+
 from . import claims, cli
 from .common import Recipe, RunSpec, model_facts
 from .grid import finished
@@ -124,4 +126,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from minidit.errors import run_cli
 from minidit.models import DiT_models
 
 from . import cli, gpu_grid
@@ -329,4 +330,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
