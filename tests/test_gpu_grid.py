@@ -1,6 +1,7 @@
 """The paper's 12-model grid on GPUs: the commands parse to the intended runs; the estimates are the closed form."""
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -66,8 +67,37 @@ def test_xl2_estimate_is_the_closed_form_and_the_total_is_the_sum(plan):
     total_gpu = sum(row["gpu_hours"] for row in plan)
     total_wall = sum(row["wall_hours"] for row in plan)
     assert total_wall == pytest.approx(total_gpu / 8)
-    assert f"| total | | {sum(r['train_flops'] for r in plan):.3g} | | {total_gpu:,.1f} | {total_wall:,.1f} |" in text
-    assert "ASSUMED 40% MFU" in text and "benchmarks/gpu_check.sh" in text
+    assert f"| total | | {sum(r['train_flops'] for r in plan):.3g} | | | {total_gpu:,.1f} | {total_wall:,.1f} |" in text
+    assert "ASSUMED 40% MFU" in text and all(row["mfu"] == 0.4 for row in plan)
+
+
+def test_measured_throughput_replaces_the_assumed_mfu(tmp_path):
+    """--throughput: each model's own measured images/s at the per-GPU batch (256 / GPUs)."""
+    committed = gpu_grid.load_throughput("h200")
+    assert committed["device"] == "NVIDIA H200" and committed["variant"] == "bf16-fused"
+    assert set(committed["ips"]) == {(m, b) for m in gpu_grid.GRID_MODELS for b in (32, 256)}
+    for gpus, per_gpu in ((8, 32), (1, 256)):
+        plan = gpu_grid.gpu_grid_plan(gpus=gpus, throughput="h200")
+        for row in plan:
+            ips = committed["ips"][(row["model"], per_gpu)]
+            assert row["images_per_second_per_gpu"] == ips
+            # by hand: 102.4M images at gpus x ips images/s
+            assert row["wall_hours"] == pytest.approx(256 * 400_000 / (gpus * ips) / 3600, rel=1e-12)
+            assert row["gpu_hours"] == pytest.approx(gpus * row["wall_hours"], rel=1e-12)
+            # the MFU of that speed against the H200's 989 TFLOP/s bf16
+            assert row["mfu"] == pytest.approx(ips * 6 * row["gflops"] * 1e9 / 989e12, rel=1e-9)
+    text = gpu_grid.format_plan(plan, 1, "H100", 0.4, "h200")
+    assert "on 1 x NVIDIA H200 from the MEASURED images/s" in text and "ASSUMED" not in text
+    # a file of the user's; a batch it does not hold; a file that is not there
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(dict(device="NVIDIA A100-SXM4-80GB", variant="fast", rows=[
+        dict(model=m, batch_size=64, images_per_second=100.0) for m in gpu_grid.GRID_MODELS])))
+    plan = gpu_grid.gpu_grid_plan(gpus=4, throughput=path)
+    assert plan[0]["mfu"] == pytest.approx(100.0 * 6 * plan[0]["gflops"] * 1e9 / 312e12)  # an A100's peak
+    with pytest.raises(ValueError, match=r"DiT-S/8 was measured at per-GPU batches \[64\], not 32 .*use --gpus 4"):
+        gpu_grid.gpu_grid_plan(gpus=8, throughput=path)
+    with pytest.raises(ValueError, match="no throughput file .*bench_gpu_grid.py --json"):
+        gpu_grid.gpu_grid_plan(throughput=tmp_path / "none.json")
 
 
 def test_steps_nodes_and_bad_input():
@@ -111,3 +141,14 @@ def test_readme_shows_the_plans_commands_and_numbers():
     flops = f"{sum(r['train_flops'] for r in plan):.3g}".replace("e+", "e")
     assert (f"{flops} training FLOPs, {sum(r['gpu_hours'] for r in plan):.1f} "
             f"GPU-hours, {sum(r['wall_hours'] for r in plan):.1f} hours") in section
+
+
+def test_readme_states_the_measured_grid_times_of_the_committed_figures():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = " ".join(text.split("### The paper's scaling grid")[1].split("\n### ")[0].split())
+    eight = gpu_grid.gpu_grid_plan(gpus=8, throughput="h200")
+    one = gpu_grid.gpu_grid_plan(gpus=1, throughput="h200")
+    assert (f"**{sum(r['gpu_hours'] for r in eight):.0f} GPU-hours ({sum(r['wall_hours'] for r in eight):.0f} hours) "
+            f"with 8 GPUs per run**") in section
+    assert f"but {sum(r['gpu_hours'] for r in one):.0f} GPU-hours with each model alone on one GPU" in section
+    assert f"XL/2 alone {one[-1]['wall_hours']:.0f} hours" in section

@@ -16,17 +16,26 @@ commands will actually run), and estimates the time from counted compute::
     wall-clock seconds  = GPU-seconds / number of GPUs          (perfect data-parallel scaling)
 
 Gflops are counted on the model itself (``minidit.flops.count_gflops``: 118.6 for DiT-XL/2, the
-paper's Table 4). The MFU is an ASSUMPTION (40% is a good, not a guaranteed, figure for a
-compiled bf16 DiT); ``benchmarks/gpu_check.sh`` measures the real one on a given GPU, and the
-estimate scales with 1 / MFU. The small models (S/8: 0.36 Gflops per image) use a GPU far less
-well than XL/2, so for them the estimate is a lower bound.
+paper's Table 4). The MFU is an ASSUMPTION, and the estimate scales with 1 / MFU. Measured on one
+H200, DiT-XL/2 reaches 43% with bf16 + compile + fused AdamW at batch 128 (``benchmarks/gpu_check.sh``),
+so 40% is fair for it; the small models do not come near it (S/8: 0.36 Gflops per image, 1% even at
+batch 256), so for them the counted estimate is a lower bound.
+
+``throughput=`` replaces the assumption with measured images/s per model: the JSON file of
+``benchmarks/bench_gpu_grid.py``, whose figures for one H200 are committed (``MEASURED_H200``: bf16
+with fused AdamW, eager, per-GPU batches 32 -- the batch of 256 over 8 GPUs -- and 256). Those are
+one GPU's speed: the estimate for several assumes the gradient all-reduce costs nothing, and a run
+with ``--compile`` is faster than eager (1.3x for DiT-XL/2 at batch 64, measured).
 
     python -m minidit.experiments.scaling --gpu-grid --gpus 8 --gpu H100 --mfu 0.4 --latents DIR
+    python -m minidit.experiments.scaling --gpu-grid --gpus 8 --throughput h200 --latents DIR
 """
 from __future__ import annotations
 
+import json
 import shlex
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -40,6 +49,9 @@ from .cost import gpu_hours, latent_size
 GRID_MODELS = tuple(f"DiT-{size}/{patch}" for size in ("S", "B", "L", "XL") for patch in (8, 4, 2))
 PRESET = "imagenet256"
 GPUS_PER_NODE = 8
+# training images/s of each grid model on one H200, measured (benchmarks/bench_gpu_grid.py)
+MEASURED_H200 = Path(__file__).resolve().parent / "results" / "gpu_throughput" / "h200.json"
+MEASURED = {"h200": MEASURED_H200}  # names --throughput accepts besides a path
 
 
 @lru_cache(maxsize=None)
@@ -48,6 +60,18 @@ def forward_gflops(model: str, input_size: int, num_classes: int, learn_sigma: b
     with torch.device("meta"):  # shapes only: no memory, no arithmetic
         net = get_model(model, input_size=input_size, in_channels=4, num_classes=num_classes, learn_sigma=learn_sigma)
     return count_gflops(net)
+
+
+def load_throughput(source: str | Path) -> dict:
+    """Measured training throughput: ``{"device", "variant", "ips": {(model, batch per GPU): images/s}}``
+    from a ``bench_gpu_grid.py --json`` file (``source``: its path, or a name in ``MEASURED``)."""
+    path = MEASURED.get(str(source).lower(), Path(source))
+    if not path.is_file():
+        raise ValueError(f"no throughput file {path}: write one with benchmarks/bench_gpu_grid.py --json FILE "
+                         f"on the GPU, or name one of {', '.join(MEASURED)}")
+    data = json.loads(path.read_text())
+    ips = {(r["model"], r["batch_size"]): r["images_per_second"] for r in data["rows"]}
+    return dict(device=data["device"], variant=data["variant"], ips=ips)
 
 
 def torchrun_prefix(gpus: int) -> list[str]:
@@ -78,16 +102,22 @@ def train_argv(model: str, latents: str, steps: int | None = None, precision: st
 
 def gpu_grid_plan(gpus: int = 8, gpu: str = "H100", mfu: float = 0.4, steps: int | None = None,
                   latents: str = "/data/in256-latents", precision: str = "bf16",
-                  results_dir: str = "results/gpu-grid") -> list[dict]:
+                  results_dir: str = "results/gpu-grid", throughput: str | Path | None = None) -> list[dict]:
     """The 12 runs of the paper's grid (S, B, L, XL x 8, 4, 2), each with its command and time estimate.
 
     ``gpus`` GPUs called ``gpu`` (a name in ``minidit.flops.PEAK_TFLOPS_BF16``) train one model at a
     time at an assumed model FLOPs utilisation ``mfu``; ``steps`` (None: the preset's 400K) is the
-    run length. Returns one dict per model, in the paper's order: ``model``, ``gflops`` (forward,
+    run length. ``throughput`` (a ``load_throughput`` source) takes each model's measured images/s
+    at the per-GPU batch instead of the assumed MFU, and the GPU it was measured on instead of
+    ``gpu``. Returns one dict per model, in the paper's order: ``model``, ``gflops`` (forward,
     counted), ``argv`` (the ``minidit.train`` flags), ``command`` (the full torchrun line),
     ``batch_size`` and ``steps`` (read back from the parsed command), ``train_flops``,
-    ``images_per_second_per_gpu``, ``gpu_hours`` and ``wall_hours``.
+    ``images_per_second_per_gpu``, ``mfu`` (assumed, or that of the measured speed), ``gpu_hours``
+    and ``wall_hours``.
     """
+    measured = load_throughput(throughput) if throughput is not None else None
+    if measured is not None:
+        gpu = measured["device"]
     peak = peak_tflops_of(gpu, precision)
     if peak is None:
         raise ValueError(f"unknown GPU {gpu!r}: name one of {', '.join(PEAK_TFLOPS_BF16)}")
@@ -104,30 +134,47 @@ def gpu_grid_plan(gpus: int = 8, gpu: str = "H100", mfu: float = 0.4, steps: int
         gflops = forward_gflops(config.model, latent_size(config.image_size), config.num_classes, config.learn_sigma)
         # C = 3 * G * B * S in Gflops (multiply-accumulates); 2 FLOPs per MAC
         train_flops = 2 * training_compute_gflops(gflops, config.global_batch_size, config.max_steps) * 1e9
-        # images/s of one GPU at the assumed MFU (peak_throughput is the 100%-MFU ceiling)
-        ips = mfu * peak_throughput(gflops, peak)
+        if measured is None:
+            # images/s of one GPU at the assumed MFU (peak_throughput is the 100%-MFU ceiling)
+            ips, util = mfu * peak_throughput(gflops, peak), mfu
+        else:
+            per_gpu = config.global_batch_size // gpus
+            if (model, per_gpu) not in measured["ips"]:
+                have = sorted({b for m, b in measured["ips"] if m == model})
+                raise ValueError(f"{model} was measured at per-GPU batches {have}, not {per_gpu} "
+                                 f"({config.global_batch_size} over {gpus} GPUs): use --gpus "
+                                 f"{' or '.join(str(config.global_batch_size // b) for b in have)}")
+            ips = measured["ips"][(model, per_gpu)]
+            util = ips / peak_throughput(gflops, peak)
         wall, total = gpu_hours(config.global_batch_size * config.max_steps, ips, gpus)
         # the prefix stays unquoted (its $NODE_RANK is for the shell to fill in); the flags are quoted
         command = " ".join(prefix + ["-m", "minidit.train", shlex.join(argv)])
         plan.append(dict(model=model, gflops=gflops, argv=argv, command=command, batch_size=config.global_batch_size,
                          steps=config.max_steps, train_flops=train_flops, images_per_second_per_gpu=ips,
-                         gpu_hours=total, wall_hours=wall))
+                         mfu=util, gpu_hours=total, wall_hours=wall))
     return plan
 
 
-def format_plan(plan: list[dict], gpus: int, gpu: str, mfu: float) -> str:
+def format_plan(plan: list[dict], gpus: int, gpu: str, mfu: float, throughput: str | Path | None = None) -> str:
     """The commands, then a markdown table of the estimates with the total."""
     lines = [f"# The paper's 12-model grid, one recipe (--preset {PRESET}); run one after the other:", ""]
     lines += [row["command"] for row in plan]
-    lines += ["", f"Estimated time on {gpus} x {gpu} at an ASSUMED {mfu:.0%} MFU (training FLOPs = 3 x 2 x "
-                  f"forward Gflops x batch x steps; benchmarks/gpu_check.sh measures the real MFU, and the "
-                  f"times scale with 1 / MFU; the small models will not reach that MFU, so their times are "
-                  f"lower bounds):", "",
-              "| model | Gflops | training FLOPs | img/s per GPU | GPU-hours | wall hours |",
-              "|---|---|---|---|---|---|"]
+    if throughput is None:
+        basis = (f"Estimated time on {gpus} x {gpu} at an ASSUMED {mfu:.0%} MFU (training FLOPs = 3 x 2 x forward "
+                 f"Gflops x batch x steps; the times scale with 1 / MFU; the small models will not reach that "
+                 f"MFU, so their times are lower bounds):")
+    else:
+        measured = load_throughput(throughput)
+        basis = (f"Estimated time on {gpus} x {measured['device']} from the MEASURED images/s of one GPU "
+                 f"({measured['variant']}, eager; --compile is faster) at the per-GPU batch, with a free "
+                 f"all-reduce:")
+    lines += ["", basis, "",
+              "| model | Gflops | training FLOPs | img/s per GPU | MFU | GPU-hours | wall hours |",
+              "|---|---|---|---|---|---|---|"]
     for row in plan:
         lines.append(f"| {row['model']} | {row['gflops']:.2f} | {row['train_flops']:.3g} | "
-                     f"{row['images_per_second_per_gpu']:,.0f} | {row['gpu_hours']:,.1f} | {row['wall_hours']:,.1f} |")
-    lines.append(f"| total | | {sum(r['train_flops'] for r in plan):.3g} | | "
+                     f"{row['images_per_second_per_gpu']:,.0f} | {row['mfu']:.1%} | {row['gpu_hours']:,.1f} | "
+                     f"{row['wall_hours']:,.1f} |")
+    lines.append(f"| total | | {sum(r['train_flops'] for r in plan):.3g} | | | "
                  f"{sum(r['gpu_hours'] for r in plan):,.1f} | {sum(r['wall_hours'] for r in plan):,.1f} |")
     return "\n".join(lines)

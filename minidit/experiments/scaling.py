@@ -306,14 +306,17 @@ def main(argv=None) -> list[dict]:
     g.add_argument("--gpu", default="H100", help="GPU name for its peak TFLOP/s (default H100)")
     g.add_argument("--mfu", type=float, default=0.4, help="ASSUMED model FLOPs utilisation (default 0.4; "
                    "benchmarks/gpu_check.sh measures it)")
+    g.add_argument("--throughput", default=None, help="estimate from MEASURED images/s per model instead: a "
+                   "benchmarks/bench_gpu_grid.py --json file, or 'h200' for the committed H200 figures")
     g.add_argument("--latents", default="/data/in256-latents", help="latents from python -m minidit.extract")
     args = p.parse_args(argv)
     if args.gpu_grid:
         try:
-            plan = gpu_grid.gpu_grid_plan(args.gpus, args.gpu, args.mfu, args.steps, args.latents)
+            plan = gpu_grid.gpu_grid_plan(args.gpus, args.gpu, args.mfu, args.steps, args.latents,
+                                          throughput=args.throughput)
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
-        print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
+        print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu, args.throughput))
         return plan
     if args.report:
         if args.matched:
