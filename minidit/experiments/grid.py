@@ -68,7 +68,7 @@ def _differences(old: dict, new: dict) -> str:
     return text + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-def check_overwrites(specs: list[RunSpec], out_dir: str | Path, keep_others: bool = True) -> None:
+def check_overwrites(specs: list[RunSpec], out_dir: str | Path, keep_others: bool = False) -> None:
     """Refuse a grid that would overwrite a result, before anything trains.
 
     A run's file is named by ``RunSpec.key`` (model, space, conditioning, seed), not by its steps or
