@@ -86,7 +86,7 @@ def test_measured_throughput_replaces_the_assumed_mfu(tmp_path):
             assert row["gpu_hours"] == pytest.approx(gpus * row["wall_hours"], rel=1e-12)
             # the MFU of that speed against the H200's 989 TFLOP/s bf16
             assert row["mfu"] == pytest.approx(ips * 6 * row["gflops"] * 1e9 / 989e12, rel=1e-9)
-    text = gpu_grid.format_plan(plan, 1, "H100", 0.4, "h200")
+    text = gpu_grid.format_plan(plan, 1, "H100", 0.4)
     assert "on 1 x NVIDIA H200 from the MEASURED images/s" in text and "ASSUMED" not in text
     # a file of the user's; a batch it does not hold; a file that is not there
     path = tmp_path / "mine.json"

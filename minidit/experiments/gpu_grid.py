@@ -112,8 +112,8 @@ def gpu_grid_plan(gpus: int = 8, gpu: str = "H100", mfu: float = 0.4, steps: int
     ``gpu``. Returns one dict per model, in the paper's order: ``model``, ``gflops`` (forward,
     counted), ``argv`` (the ``minidit.train`` flags), ``command`` (the full torchrun line),
     ``batch_size`` and ``steps`` (read back from the parsed command), ``train_flops``,
-    ``images_per_second_per_gpu``, ``mfu`` (assumed, or that of the measured speed), ``gpu_hours``
-    and ``wall_hours``.
+    ``images_per_second_per_gpu``, ``mfu`` (assumed, or that of the measured speed), ``gpu_hours``,
+    ``wall_hours``, ``gpu`` and ``measured`` (the measured variant, or None when ``mfu`` is assumed).
     """
     measured = load_throughput(throughput) if throughput is not None else None
     if measured is not None:
@@ -151,22 +151,23 @@ def gpu_grid_plan(gpus: int = 8, gpu: str = "H100", mfu: float = 0.4, steps: int
         command = " ".join(prefix + ["-m", "minidit.train", shlex.join(argv)])
         plan.append(dict(model=model, gflops=gflops, argv=argv, command=command, batch_size=config.global_batch_size,
                          steps=config.max_steps, train_flops=train_flops, images_per_second_per_gpu=ips,
-                         mfu=util, gpu_hours=total, wall_hours=wall))
+                         mfu=util, gpu_hours=total, wall_hours=wall, gpu=gpu,
+                         measured=None if measured is None else measured["variant"]))
     return plan
 
 
-def format_plan(plan: list[dict], gpus: int, gpu: str, mfu: float, throughput: str | Path | None = None) -> str:
-    """The commands, then a markdown table of the estimates with the total."""
+def format_plan(plan: list[dict], gpus: int, gpu: str, mfu: float) -> str:
+    """The commands, then a markdown table of the estimates with the total (a plan from measured
+    speeds names its GPU and variant itself)."""
     lines = [f"# The paper's 12-model grid, one recipe (--preset {PRESET}); run one after the other:", ""]
     lines += [row["command"] for row in plan]
-    if throughput is None:
+    if plan[0]["measured"] is None:
         basis = (f"Estimated time on {gpus} x {gpu} at an ASSUMED {mfu:.0%} MFU (training FLOPs = 3 x 2 x forward "
                  f"Gflops x batch x steps; the times scale with 1 / MFU; the small models will not reach that "
                  f"MFU, so their times are lower bounds):")
     else:
-        measured = load_throughput(throughput)
-        basis = (f"Estimated time on {gpus} x {measured['device']} from the MEASURED images/s of one GPU "
-                 f"({measured['variant']}, eager; --compile is faster) at the per-GPU batch, with a free "
+        basis = (f"Estimated time on {gpus} x {plan[0]['gpu']} from the MEASURED images/s of one GPU "
+                 f"({plan[0]['measured']}, eager; --compile is faster) at the per-GPU batch, with a free "
                  f"all-reduce:")
     lines += ["", basis, "",
               "| model | Gflops | training FLOPs | img/s per GPU | MFU | GPU-hours | wall hours |",

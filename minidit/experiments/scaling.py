@@ -316,7 +316,7 @@ def main(argv=None) -> list[dict]:
                                           throughput=args.throughput)
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
-        print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu, args.throughput))
+        print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
         return plan
     if args.report:
         if args.matched:
