@@ -6,6 +6,8 @@ the real extractor is exercised by the scripts and notebooks.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -160,6 +162,31 @@ def test_scaling_cli_matched_smoke(tmp_path, pixel_features, capsys):
     scaling.main(["--report", "--matched", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert f"| DiT-P/8 (seed 0) | {r['spec']['steps']:,} |" in out and "Compute-matched runs" in out
+
+
+def test_scaling_cli_afp_grid_smoke(tmp_path, pixel_features, capsys, monkeypatch):
+    """``--grid AFP``: its own models, recipe length, pairs and cache folders (a run of one grid
+    never reads or replaces the other grid's run of the same model)."""
+    grid = scaling.GRIDS["AFP"]
+    assert grid.models == ("DiT-A/4", "DiT-A/2", "DiT-F/4", "DiT-F/2", "DiT-P/4", "DiT-P/2")
+    assert grid.pairs == (("DiT-A/4", "DiT-F/4"), ("DiT-F/4", "DiT-P/4"), ("DiT-A/2", "DiT-F/2"), ("DiT-F/2", "DiT-P/2"))
+    assert grid.recipe == dataclasses.replace(scaling.RECIPE, steps=16_000)
+    for m in grid.models:   # below p^2 C no model here: the width-32 families stop at patch 4
+        model = common.build_model(grid.recipe.spec(m))
+        assert model.config["hidden_size"] >= model.patch_size ** 2 * model.in_channels
+    monkeypatch.setenv("MINIDIT_CACHE", str(tmp_path))
+    flags = ["--smoke", "--seeds", "0", "--steps", "4", "--fid-samples", "80", "--sampling-steps", "2", "--sweep-steps", "2"]
+    results = scaling.main(["--grid", "afp", *flags])
+    assert sorted(r["spec"]["model"] for r in results) == ["DiT-A/4", "DiT-F/4"]
+    assert len(list((tmp_path / "experiments" / "scaling-afp-smoke").glob("*.json"))) == 2
+    matched = scaling.main(["--grid", "AFP", "--matched", *flags])
+    assert {(r["spec"]["model"], r["spec"]["steps"] > 4) for r in matched} == {("DiT-A/4", True), ("DiT-F/4", True)}
+    assert len(list((tmp_path / "experiments" / "scaling-afp-matched-smoke").glob("*.json"))) == 2
+    assert not (tmp_path / "experiments" / "scaling-smoke").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        scaling.main(["--grid", "XYZ", "--report"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_ablation_smoke_run(tmp_path, pixel_features):

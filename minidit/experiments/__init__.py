@@ -2,7 +2,8 @@
 
 * ``ablation`` -- Figure 5: the four conditioning variants trained with one budget, FID over training;
 * ``scaling``  -- Figures 2, 8, 9, 10: model size x patch size, FID vs Gflops / training compute /
-  sampling compute;
+  sampling compute; ``--grid AFP``: a second grid of smaller models, below the compute-optimal size,
+  where Figure 9 is measured;
 * ``frontier`` -- why Figure 9 inverts on a CPU: model sizes at one training compute (an IsoFLOP
   profile) with the compute-optimal size inside the range, measured at three computes, and how
   that size grows with the compute;

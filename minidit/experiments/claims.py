@@ -18,6 +18,7 @@ Every comparison uses seed means; the seed spread (sample standard deviation ove
 reported next to each mean, so a reader can see which orderings are wider than the noise.
 
     python -m minidit.experiments.claims              # the verdicts on the committed grid
+    python -m minidit.experiments.claims --grid AFP   # on the committed grid below the optimum
     python -m minidit.experiments.claims --out DIR    # on a grid of your own
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from minidit.errors import add_debug_flag, run_cli
 
 from .grid import finished, load_results
-from .scaling import RESULTS, RESULTS_MATCHED, correlations
+from .scaling import GRIDS, correlations
 
 
 def _family_patch(model: str) -> tuple[str, int]:
@@ -182,14 +183,17 @@ def format_claims(claims: dict) -> str:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m minidit.experiments.claims",
                                 description="the paper's scaling claims, checked on a finished grid")
-    p.add_argument("--out", default=None, help=f"results folder (default: the committed grid, {RESULTS})")
+    p.add_argument("--grid", default="PNT", choices=sorted(GRIDS), type=str.upper,
+                   help="which grid's families and patch sizes (default PNT; AFP: the grid below the optimum)")
+    p.add_argument("--out", default=None, help="results folder (default: the grid's committed runs)")
     p.add_argument("--matched", default=None, help="folder of compute-matched runs for Figure 9 (default: the "
-                   f"committed ones, {RESULTS_MATCHED}, with the committed grid; none with --out)")
+                   "grid's committed ones, with its committed runs; none with --out)")
     add_debug_flag(p)
     args = p.parse_args(argv)
-    results = load_results(Path(args.out) if args.out else RESULTS)
-    matched_dir = Path(args.matched) if args.matched else (None if args.out else RESULTS_MATCHED)
-    claims = check_claims(results, load_results(matched_dir) if matched_dir else None)
+    grid = GRIDS[args.grid]
+    results = load_results(Path(args.out) if args.out else grid.results)
+    matched_dir = Path(args.matched) if args.matched else (None if args.out else grid.results_matched)
+    claims = check_claims(results, load_results(matched_dir) if matched_dir else None, grid.families, grid.patches)
     print(format_claims(claims) or "(no finished runs)")
     print(f"all claims hold: {claims['all_hold']}")
     return claims

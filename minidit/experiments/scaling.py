@@ -28,6 +28,14 @@ Why this recipe (each choice measured before the grid was run):
 * Samples clip the predicted x_0 to [-1, 1] at every step, as ADM's pixel-space sampler does (the
   official DiT does not: its latents are unbounded).
 
+A second grid, ``--grid AFP``, measures Figure 9 where it can hold at CPU compute. The P/N/T grid
+sits above the compute-optimal model size (frontier.py measures where that size lies): its smaller
+models, trained longer, beat its larger ones at equal compute. The AFP grid is three smaller sizes,
+A (depth 1, width 32), F (2, 32) and P (2, 64), x patch sizes 4 and 2, trained 16,000 steps with
+the same recipe otherwise, so every model sits below the optimum. Patch 8 is left out: a
+width-32 model cannot carry a patch of 64 pixels (F/8 after 16,000 steps: FID 920, no glyph learnt).
+A seed of its 6 runs and 4 compute-matched runs takes about an hour on two cores.
+
 Results are cached as one JSON per (model, seed). The grid's results are committed in
 ``minidit/experiments/results/scaling``; ``--report`` reads them (``--out DIR``: that folder
 instead), ``--report --json`` prints one JSON object (each run's final FID and the correlations).
@@ -42,6 +50,8 @@ estimate each (gpu_grid.py).
     python -m minidit.experiments.scaling --models DiT-P/4 --seeds 0   # re-run one committed config
     python -m minidit.experiments.scaling --matched --workers 2    # Figure 9 at equal compute
     python -m minidit.experiments.scaling --report --json          # the committed results as JSON
+    python -m minidit.experiments.scaling --grid AFP --workers 2   # the grid below the optimum (Figure 9)
+    python -m minidit.experiments.scaling --grid AFP --matched --workers 2
     python -m minidit.experiments.scaling --gpu-grid --gpus 8 --gpu H100 --mfu 0.4 --latents DIR
 """
 from __future__ import annotations
@@ -49,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +80,7 @@ SMOKE_MODELS = ("DiT-P/8", "DiT-P/4", "DiT-N/8")
 SEEDS = (0, 1)
 # where the normal grid's results are committed (one JSON per model and seed)
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling"
+RESULTS_MATCHED = RESULTS.parent / "scaling_matched"   # its compute-matched runs (Figure 9)
 
 # The scaling recipe: the module's docstring says why each number differs from the ablation's.
 RECIPE = Recipe(dataset="glyphs", steps=1500, fractions=(0.25, 0.5, 1.0), batch_size=64, lr=5e-3,
@@ -108,15 +120,44 @@ def pearson_correlation(x, y) -> float:
 
 # ------------------------------------------------------------------------------ grid + report
 
+@dataclass(frozen=True)
+class Grid:
+    """A scaling grid: families x patch sizes, every model trained with one recipe, and the folders
+    where its runs and Figure 9's compute-matched runs are committed."""
+
+    name: str
+    families: tuple[str, ...]     # smallest first
+    patches: tuple[int, ...]      # largest first
+    recipe: Recipe
+    smoke_models: tuple[str, ...]
+    results: Path
+    results_matched: Path
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(f"DiT-{f}/{p}" for f in self.families for p in self.patches)
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """Figure 9's pairs ``(smaller, larger)``: at each patch size, each family and the next one up."""
+        return tuple((f"DiT-{a}/{p}", f"DiT-{b}/{p}") for p in self.patches
+                     for a, b in zip(self.families, self.families[1:]))
+
+
+GRIDS = {
+    "PNT": Grid("PNT", FAMILIES, PATCHES, RECIPE, SMOKE_MODELS, RESULTS, RESULTS_MATCHED),
+    # below the compute-optimal size (the module docstring says why): the same recipe, 16,000 steps
+    "AFP": Grid("AFP", ("A", "F", "P"), (4, 2), dataclasses.replace(RECIPE, steps=16_000), ("DiT-A/4", "DiT-F/4"),
+                RESULTS.parent / "scaling_afp", RESULTS.parent / "scaling_afp_matched"),
+}
+MATCHED_PAIRS = GRIDS["PNT"].pairs
+
+
 # Figure 9 at equal training compute. Under a cosine schedule a run's mid-way checkpoints are not
 # annealed (the learning rate is still high), so comparing the larger model's mid-way checkpoint
 # with the smaller model's final one is unfair to the larger model. These runs give the smaller
 # model of each pair (one patch size, the next family up) its own full schedule, as long as it
 # takes to spend the larger model's final training compute: two annealed models, equal compute.
-MATCHED_PAIRS = tuple((f"DiT-{a}/{p}", f"DiT-{b}/{p}") for p in PATCHES for a, b in zip(FAMILIES, FAMILIES[1:]))
-RESULTS_MATCHED = RESULTS.parent / "scaling_matched"
-
-
 def matched_specs(recipe: Recipe = RECIPE, seeds=SEEDS, pairs=MATCHED_PAIRS) -> list[RunSpec]:
     """For each ``(smaller, larger)`` pair, the smaller model trained for
     ``round(steps * gflops_larger / gflops_smaller)`` steps (its checkpoints at the recipe's
@@ -275,26 +316,30 @@ def summarize_matched(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def models_of(arg: str | None, smoke: bool) -> tuple[str, ...]:
-    """The models of ``--models``: comma-separated names, ``all``, or (None) the default grid."""
+def models_of(arg: str | None, smoke: bool, grid: Grid = GRIDS["PNT"]) -> tuple[str, ...]:
+    """The models of ``--models``: comma-separated names, ``all`` or (None) the models of ``grid``
+    (with ``smoke``: its few smoke models)."""
     if arg is None:
-        models = SMOKE_MODELS if smoke else NORMAL_MODELS
+        models = grid.smoke_models if smoke else grid.models
     elif arg == "all":
-        models = ALL_MODELS
+        models = grid.models
     else:
         models = tuple(m.strip() for m in arg.split(",") if m.strip())
     unknown = [m for m in models if m not in DiT_models]
     if unknown:
-        raise SystemExit(f"error: unknown model(s) {unknown}; e.g. {', '.join(ALL_MODELS)}")
+        raise SystemExit(f"error: unknown model(s) {unknown}; e.g. {', '.join(grid.models)}")
     return models
 
 
 def main(argv=None) -> list[dict]:
     p = cli.build_parser("python -m minidit.experiments.scaling",
-                         "DiT scaling study (Figures 8-10) at CPU scale on 16x16 glyphs", RECIPE, seeds="0,1")
+                         "DiT scaling study (Figures 8-10) at CPU scale on 16x16 glyphs", RECIPE, seeds="0,1",
+                         steps=f"{RECIPE.steps:,}; --grid AFP: {GRIDS['AFP'].recipe.steps:,}")
+    p.add_argument("--grid", default="PNT", choices=sorted(GRIDS), type=str.upper,
+                   help="PNT (default): families P, N, T x patches 8, 4, 2, 1,500 steps; AFP: families A, F, P "
+                        "x patches 4, 2, 16,000 steps, below the compute-optimal size (Figure 9)")
     p.add_argument("--models", default=None,
-                   help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all'; default: the 9 of "
-                        "families P, N, T x patches 8, 4, 2")
+                   help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all'; default: the grid's models")
     p.add_argument("--json", action="store_true", help="with --report: one JSON object (configs, r_loglog, "
                    "r_raw, spearman) instead of the tables")
     p.add_argument("--matched", action="store_true", help="Figure 9 at equal compute: each smaller model "
@@ -318,17 +363,20 @@ def main(argv=None) -> list[dict]:
             raise SystemExit(f"error: {e}") from None
         print(gpu_grid.format_plan(plan, args.gpus, args.gpu, args.mfu))
         return plan
+    grid = GRIDS[args.grid]
     if args.report:
         if args.matched:
-            return cli.report(args, RESULTS_MATCHED, summarize_matched)
-        return cli.report(args, RESULTS, report_json if args.json else summarize)
-    smoke, out = cli.start(args, "scaling-matched" if args.matched else "scaling")
-    recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else RECIPE)
+            return cli.report(args, grid.results_matched, summarize_matched)
+        return cli.report(args, grid.results, report_json if args.json else summarize)
+    # each grid caches in its own folder: a grid's run and the other grid's run of one model share a file name
+    name = "scaling" + ("" if grid.name == "PNT" else f"-{grid.name.lower()}")
+    smoke, out = cli.start(args, f"{name}-matched" if args.matched else name)
+    recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else grid.recipe)
     if args.matched:
-        smaller = models_of(args.models, smoke)
-        specs = matched_specs(recipe, cli.seeds_of(args), [(a, b) for a, b in MATCHED_PAIRS if a in smaller])
+        smaller = models_of(args.models, smoke, grid)
+        specs = matched_specs(recipe, cli.seeds_of(args), [(a, b) for a, b in grid.pairs if a in smaller])
         return cli.run_and_report(specs, out, summarize_matched, desc="compute-matched runs", workers=args.workers)
-    specs = grid_specs(models_of(args.models, smoke), recipe, seeds=cli.seeds_of(args))
+    specs = grid_specs(models_of(args.models, smoke, grid), recipe, seeds=cli.seeds_of(args))
     return cli.run_and_report(specs, out, summarize, desc="scaling grid", workers=args.workers)
 
 
