@@ -81,6 +81,37 @@ def test_the_committed_grid_shows_what_the_readme_says():
             assert gap > stats[a]["fid_std"][-1] + stats[b]["fid_std"][-1], (a, b)
 
 
+def test_the_committed_afp_grid_is_the_recipes_and_shows_figure_9(capsys):
+    """The grid below the compute-optimal size: 6 models x 2 seeds and the 4 compute-matched runs,
+    each file exactly the run its recipe asks for. What the README and chapter 12 say of it: both
+    axes monotone, Figure 9 in all four compute-matched pairs (three beyond both seed spreads, P/2
+    over F/2 within them) and Figure 10 hold; the log-log r, -0.898, just misses -0.90."""
+    import json
+    grid = scaling.GRIDS["AFP"]
+    results, matched = load_results(grid.results), load_results(grid.results_matched)
+    assert {(r["spec"]["model"], r["spec"]["seed"]) for r in results} == {(m, s) for m in grid.models for s in scaling.SEEDS}
+    for r in results:
+        assert r["spec"] == grid.recipe.spec(r["spec"]["model"], seed=r["spec"]["seed"]).to_json()
+    expected = {s.key(): s.to_json() for s in scaling.matched_specs(grid.recipe, scaling.SEEDS, grid.pairs)}
+    assert {RunSpec(**r["spec"]).key(): r["spec"] for r in matched} == expected and len(expected) == 8
+    v = claims.check_claims(results, matched, grid.families, grid.patches)
+    assert len(v["size"]) == 2 and len(v["tokens"]) == 3 and all(c["holds"] for c in v["size"] + v["tokens"])
+    assert v["sampling_compute"]["holds"] and not v["all_hold"]
+    assert v["correlation"]["r_loglog"] == pytest.approx(-0.898, abs=5e-4) and not v["correlation"]["holds"]
+    pairs = v["training_compute"]
+    assert [(c["smaller"], c["larger"], c["method"], c["holds"]) for c in pairs] == [
+        (a, b, "matched", True) for a, b in grid.pairs]
+    wide = [c["fid_smaller"] - c["fid_larger"] > c["std_smaller"] + c["std_larger"] for c in pairs]
+    assert wide == [(c["smaller"], c["larger"]) != ("DiT-F/2", "DiT-P/2") for c in pairs]
+    # the CLIs read the same files
+    assert claims.main(["--grid", "afp"])["training_compute"] == pairs
+    capsys.readouterr()
+    scaling.main(["--grid", "AFP", "--report", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == 6 and len(report["configs"]) == 12
+    assert report["r_loglog"] == pytest.approx(v["correlation"]["r_loglog"], abs=1e-12)
+
+
 def test_the_committed_latent_runs_are_the_recipe_and_show_what_chapter_9_says(monkeypatch):
     from minidit.experiments import latent
 
