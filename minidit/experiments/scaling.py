@@ -126,6 +126,7 @@ class Grid:
     where its runs and Figure 9's compute-matched runs are committed."""
 
     name: str
+    cache: str                    # its folder in minidit's cache (the matched runs: ``<cache>-matched``)
     families: tuple[str, ...]     # smallest first
     patches: tuple[int, ...]      # largest first
     recipe: Recipe
@@ -145,10 +146,11 @@ class Grid:
 
 
 GRIDS = {
-    "PNT": Grid("PNT", FAMILIES, PATCHES, RECIPE, SMOKE_MODELS, RESULTS, RESULTS_MATCHED),
+    "PNT": Grid("PNT", "scaling", FAMILIES, PATCHES, RECIPE, SMOKE_MODELS, RESULTS, RESULTS_MATCHED),
     # below the compute-optimal size (the module docstring says why): the same recipe, 16,000 steps
-    "AFP": Grid("AFP", ("A", "F", "P"), (4, 2), dataclasses.replace(RECIPE, steps=16_000), ("DiT-A/4", "DiT-F/4"),
-                RESULTS.parent / "scaling_afp", RESULTS.parent / "scaling_afp_matched"),
+    # its own cache folder: the two grids' runs of one model share a file name
+    "AFP": Grid("AFP", "scaling-afp", ("A", "F", "P"), (4, 2), dataclasses.replace(RECIPE, steps=16_000),
+                ("DiT-A/4", "DiT-F/4"), RESULTS.parent / "scaling_afp", RESULTS.parent / "scaling_afp_matched"),
 }
 MATCHED_PAIRS = GRIDS["PNT"].pairs
 
@@ -336,8 +338,9 @@ def main(argv=None) -> list[dict]:
                          "DiT scaling study (Figures 8-10) at CPU scale on 16x16 glyphs", RECIPE, seeds="0,1",
                          steps=f"{RECIPE.steps:,}; --grid AFP: {GRIDS['AFP'].recipe.steps:,}")
     p.add_argument("--grid", default="PNT", choices=sorted(GRIDS), type=str.upper,
-                   help="PNT (default): families P, N, T x patches 8, 4, 2, 1,500 steps; AFP: families A, F, P "
-                        "x patches 4, 2, 16,000 steps, below the compute-optimal size (Figure 9)")
+                   help="default PNT; AFP is below the compute-optimal size (Figure 9). " + "; ".join(
+                       f"{g.name}: families {', '.join(g.families)} x patches {', '.join(map(str, g.patches))}, "
+                       f"{g.recipe.steps:,} steps" for g in GRIDS.values()))
     p.add_argument("--models", default=None,
                    help="comma-separated names (e.g. DiT-P/4,DiT-N/2) or 'all'; default: the grid's models")
     p.add_argument("--json", action="store_true", help="with --report: one JSON object (configs, r_loglog, "
@@ -368,9 +371,7 @@ def main(argv=None) -> list[dict]:
         if args.matched:
             return cli.report(args, grid.results_matched, summarize_matched)
         return cli.report(args, grid.results, report_json if args.json else summarize)
-    # each grid caches in its own folder: a grid's run and the other grid's run of one model share a file name
-    name = "scaling" + ("" if grid.name == "PNT" else f"-{grid.name.lower()}")
-    smoke, out = cli.start(args, f"{name}-matched" if args.matched else name)
+    smoke, out = cli.start(args, f"{grid.cache}-matched" if args.matched else grid.cache)
     recipe = cli.recipe_from_args(args, SMOKE_RECIPE if smoke else grid.recipe)
     if args.matched:
         smaller = models_of(args.models, smoke, grid)
